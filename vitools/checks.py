@@ -1,0 +1,83 @@
+"""Argument checks shared by every public function.
+
+Each check raises ``ValueError`` naming the argument and the offending value, so that a
+student who passes ``sigma=-1`` reads ``sigma must be positive, got -1.0`` rather than a
+NaN three cells later. Nothing is clamped.
+"""
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        if value.numel() == 1:
+            return repr(value.item())
+        return f"a tensor of shape {tuple(value.shape)}"
+    return repr(value)
+
+
+def count(name: str, value, minimum: int = 1) -> int:
+    """An integer >= ``minimum`` (sample sizes, particle counts, layer widths)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def finite(name: str, value) -> torch.Tensor:
+    """A tensor (or number) with no NaN and no infinity."""
+    t = torch.as_tensor(value)
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        bad = t[~torch.isfinite(t)].flatten()[0].item()
+        raise ValueError(f"{name} must be finite, got {bad!r} in {_describe(value)}")
+    return t
+
+
+def positive(name: str, value) -> torch.Tensor:
+    """Strictly positive and finite (scales, rates, temperatures, concentrations)."""
+    t = finite(name, value)
+    if not (t > 0).all():
+        bad = t[~(t > 0)].flatten()[0].item()
+        raise ValueError(f"{name} must be positive, got {bad!r} in {_describe(value)}")
+    return t
+
+
+def probability(name: str, value, open_interval: bool = False) -> torch.Tensor:
+    """In [0, 1] (or (0, 1) with ``open_interval``)."""
+    t = finite(name, value)
+    ok = (t > 0) & (t < 1) if open_interval else (t >= 0) & (t <= 1)
+    if not ok.all():
+        bad = t[~ok].flatten()[0].item()
+        interval = "(0, 1)" if open_interval else "[0, 1]"
+        raise ValueError(f"{name} must lie in {interval}, got {bad!r} in {_describe(value)}")
+    return t
+
+
+def binary(name: str, value) -> torch.Tensor:
+    """Only zeros and ones (binarized images, Bernoulli samples)."""
+    t = finite(name, value)
+    ok = (t == 0) | (t == 1)
+    if not ok.all():
+        bad = t[~ok].flatten()[0].item()
+        raise ValueError(f"{name} must contain only 0 and 1, got {bad!r} in {_describe(value)}")
+    return t
+
+
+def shape(name: str, value: torch.Tensor, expected: tuple, what: str = "") -> torch.Tensor:
+    """Trailing dimensions equal ``expected`` (``None`` matches any size)."""
+    got = tuple(value.shape)
+    tail = got[len(got) - len(expected):] if len(expected) else ()
+    if len(got) < len(expected) or any(e is not None and e != g for e, g in zip(expected, tail)):
+        shown = tuple("*" if e is None else e for e in expected)
+        suffix = f" ({what})" if what else ""
+        raise ValueError(f"{name} must end in shape {shown}{suffix}, got shape {got}")
+    return value
+
+
+def choice(name: str, value, options) -> str:
+    """One of a fixed set of strings."""
+    if value not in options:
+        raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}")
+    return value

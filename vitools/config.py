@@ -1,0 +1,93 @@
+"""Device selection, seeding and random generators.
+
+The same notebook cell runs on a laptop CPU and on a GPU: every tensor vitools makes is
+placed on :func:`device`, which reads ``VITOOLS_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``)
+and otherwise picks CUDA when it is present. Randomness is made reproducible without
+touching the caller's global state through :func:`seeded`.
+
+Example::
+
+    >>> import vitools as vt
+    >>> vt.config.device()
+    device(type='cpu')
+    >>> with vt.config.seeded(0):
+    ...     a = torch.randn(3)
+    >>> with vt.config.seeded(0):
+    ...     b = torch.randn(3)
+    >>> bool((a == b).all())
+    True
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from typing import Iterator
+
+import numpy as np
+import torch
+
+ENV_DEVICE = "VITOOLS_DEVICE"
+DEFAULT_DTYPE = torch.float32
+
+
+def device() -> torch.device:
+    """The device every vitools tensor lives on.
+
+    ``VITOOLS_DEVICE`` wins when set; otherwise ``cuda`` when a GPU is visible, else ``cpu``.
+    Asking for CUDA on a machine without it is an error rather than a silent fallback.
+    """
+    requested = os.environ.get(ENV_DEVICE, "").strip()
+    if requested:
+        try:
+            dev = torch.device(requested)
+        except RuntimeError as err:
+            raise ValueError(f"{ENV_DEVICE}={requested!r} is not a torch device: {err}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"{ENV_DEVICE}={requested!r} but torch sees no CUDA device")
+        return dev
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def tensor(data, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``torch.as_tensor`` on :func:`device` with the workbook's default float dtype."""
+    if dtype is None and not (isinstance(data, torch.Tensor) and not data.is_floating_point()):
+        dtype = DEFAULT_DTYPE
+    return torch.as_tensor(data, dtype=dtype, device=device())
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) globally; notebooks call this once."""
+    _check_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Run a block with torch's global generators seeded, restoring them afterwards.
+
+    ``seed=None`` runs the block with the current random state, untouched.
+    """
+    if seed is None:
+        yield
+        return
+    _check_seed(seed)
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def generator(seed: int, on: torch.device | str | None = None) -> torch.Generator:
+    """A fresh ``torch.Generator`` on ``on`` (default :func:`device`), seeded with ``seed``."""
+    _check_seed(seed)
+    gen = torch.Generator(device=torch.device(on) if on is not None else device())
+    gen.manual_seed(seed)
+    return gen
+
+
+def _check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")

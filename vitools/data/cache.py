@@ -1,0 +1,285 @@
+"""Download once, verify, cache: the file layer under every vitools data set.
+
+In the style of d2l's ``DATA_HUB``, a *name* maps to the addresses a file can be fetched
+from and a checksum. :func:`fetch` returns the local path of a named file, downloading it
+into the data directory the first time. Nothing half-written ever lands in the cache: a
+download goes to a hidden temporary file beside its destination, is checked (length,
+checksum, then the registered ``validate`` function, which parses the file and raises
+``ValueError`` when its content is wrong) and only then moved into place with
+``os.replace``. A file that fails is deleted and the error names the address, the file
+and what was wrong.
+
+The data directory is, in order: the ``data_dir`` argument, the ``VITOOLS_DATA_DIR``
+environment variable, ``~/.cache/vitools``. Pointing it at a folder that already holds
+the files (``data_dir="../shared/data"``) means nothing is downloaded.
+
+Example (a data module registers its files once, at import)::
+
+    from vitools.data import cache
+
+    cache.register("music/jsb.pkl", urls=["https://example.org/jsb.pkl"],
+                   checksum="sha256:" + "0" * 64, validate=my_parser)
+    path = cache.fetch("music/jsb.pkl")                  # ~/.cache/vitools/music/jsb.pkl
+    path = cache.fetch("music/jsb.pkl", base_url="http://127.0.0.1:8000/")  # a mirror
+
+Checksums are written ``"sha256:<hex>"`` or ``"md5:<hex>"`` (a bare 64-digit hex string
+is taken as SHA-256); ``None`` where no published checksum is known, in which case the
+``validate`` function is the only guard.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import io
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+ENV_DATA_DIR = "VITOOLS_DATA_DIR"
+DEFAULT_DATA_DIR = "~/.cache/vitools"
+TIMEOUT_S = 60.0
+CHUNK = 1 << 20
+_HEX_LENGTH = {"sha256": 64, "md5": 32}
+_URL_SCHEMES = ("http", "https", "file")
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One registered file: ``name`` is its path relative to the data directory."""
+
+    name: str
+    urls: tuple[str, ...]
+    checksum: str | None = None          # "sha256:<hex>" / "md5:<hex>" / None
+    validate: Callable[[Path], object] | None = None   # raises ValueError on bad content
+
+
+REGISTRY: dict[str, Resource] = {}
+
+
+# ---------------------------------------------------------------------------- locations
+
+def data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The data directory: ``data_dir``, else ``$VITOOLS_DATA_DIR``, else ``~/.cache/vitools``.
+
+    The folder is not created here; a download creates it.
+    """
+    if data_dir is None:
+        data_dir = os.environ.get(ENV_DATA_DIR, "").strip() or DEFAULT_DATA_DIR
+    elif not isinstance(data_dir, (str, os.PathLike)) or not str(data_dir).strip():
+        raise ValueError(f"data_dir must be a path (str or os.PathLike) or None, got {data_dir!r}")
+    return Path(data_dir).expanduser().resolve()
+
+
+_resolve_data_dir = data_dir   # fetch() and loaders take an argument of the same name
+
+
+def check_base_url(base_url: str | None) -> str | None:
+    """``None``, or an ``http``, ``https`` or ``file`` URL (a mirror's folder)."""
+    if base_url is None:
+        return None
+    if not isinstance(base_url, str) or urllib.parse.urlparse(base_url).scheme not in _URL_SCHEMES:
+        raise ValueError(f"base_url must be an http(s):// or file:// URL or None, got {base_url!r}")
+    return base_url
+
+
+# ----------------------------------------------------------------------------- checksums
+
+def file_hash(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file."""
+    return file_hash(path, "sha256")
+
+
+def parse_checksum(checksum: str | None) -> tuple[str, str] | None:
+    """``"md5:ab.."`` -> ``("md5", "ab..")``; a bare 64-digit hex string is SHA-256."""
+    if checksum is None:
+        return None
+    algorithm, _, digest = checksum.rpartition(":") if isinstance(checksum, str) else ("", "", "")
+    algorithm = (algorithm or "sha256").lower()
+    if (algorithm not in _HEX_LENGTH or len(digest) != _HEX_LENGTH[algorithm]
+            or not re.fullmatch(r"[0-9a-fA-F]+", digest)):
+        raise ValueError(f"checksum must be 'sha256:<64 hex>', 'md5:<32 hex>' or None, got {checksum!r}")
+    return algorithm, digest.lower()
+
+
+def verify(path: str | os.PathLike, checksum: str | None) -> None:
+    """Raise ``ValueError`` naming ``path`` when its digest differs from ``checksum``."""
+    parsed = parse_checksum(checksum)
+    if parsed is None:
+        return
+    algorithm, expected = parsed
+    got = file_hash(path, algorithm)
+    if got != expected:
+        raise ValueError(f"{algorithm} checksum mismatch: expected {expected}, got {got}")
+
+
+# ------------------------------------------------------------------------------ registry
+
+def register(name: str, urls: str | Sequence[str], checksum: str | None = None,
+             validate: Callable[[Path], object] | None = None) -> Resource:
+    """Add (or replace) a named file. ``urls`` are tried in order (mirrors).
+
+    ``name`` is a relative path inside the data directory; prefix it with a folder
+    (``"mnist/..."``, ``"music/..."``) so that modules do not collide.
+    """
+    parts = PurePosixPath(name).parts if isinstance(name, str) else ()
+    if not parts or name.startswith("/") or ".." in parts:
+        raise ValueError(f"name must be a relative path inside the data directory, got {name!r}")
+    urls = (urls,) if isinstance(urls, str) else tuple(urls)
+    if not urls or not all(isinstance(u, str) and check_base_url(u) for u in urls):
+        raise ValueError(f"urls must be one or more http(s):// or file:// URLs, got {urls!r}")
+    parse_checksum(checksum)
+    REGISTRY[name] = Resource(name, urls, checksum, validate)
+    return REGISTRY[name]
+
+
+def resource(name: str) -> Resource:
+    """The registered entry for ``name``."""
+    if name not in REGISTRY:
+        raise ValueError(f"name must be a registered file, got {name!r}; known: {sorted(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def mirror_url(base_url: str, url: str) -> str:
+    """The address of ``url``'s file name under another folder ``base_url``."""
+    filename = PurePosixPath(urllib.parse.urlparse(url).path).name
+    return urllib.parse.urljoin(base_url.rstrip("/") + "/", filename)
+
+
+def fetch(name: str, data_dir: str | os.PathLike | None = None, base_url: str | None = None,
+          download: bool = True, progress: bool = True) -> Path:
+    """Local path of the registered file ``name``, downloading it on first use.
+
+    A file already in the data directory is checked against the registered checksum
+    (its content is parsed by the loader that uses it). ``base_url`` replaces the
+    registered addresses by a mirror folder holding files of the same names.
+    ``download=False`` turns a missing file into ``FileNotFoundError``.
+    """
+    entry = resource(name)
+    base_url = check_base_url(base_url)
+    if not isinstance(download, bool):
+        raise ValueError(f"download must be True or False, got {download!r}")
+    path = _resolve_data_dir(data_dir) / entry.name
+    if path.is_file():
+        try:
+            verify(path, entry.checksum)
+        except ValueError as err:
+            raise ValueError(f"{path} (the cached copy of {name!r}) is corrupt: {err}; "
+                             f"delete it to download it again") from None
+        return path
+    if not download:
+        raise FileNotFoundError(f"{path} does not exist and download=False; "
+                                f"place the file there or allow the download")
+    urls = [mirror_url(base_url, entry.urls[0])] if base_url else list(entry.urls)
+    return download_file(urls, path, entry.checksum, entry.validate, progress)
+
+
+# ------------------------------------------------------------------------------ writing
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; on success it replaces ``dest`` atomically.
+
+    On any exception the temporary file is removed and ``dest`` is left untouched.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], compress: bool = True) -> Path:
+    """Write ``arrays`` as a NumPy ``.npz``, atomically and byte-for-byte reproducibly.
+
+    ``np.savez_compressed`` stamps each member with the current time; here every member
+    gets a fixed date, so the same arrays give the same file (and the same sha256).
+    """
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=method) as archive:
+        for key, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, buffer.getvalue(), compresslevel=9 if compress else None)
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- download
+
+def download_file(urls: str | Sequence[str], dest: str | os.PathLike, checksum: str | None = None,
+                  validate: Callable[[Path], object] | None = None, progress: bool = True) -> Path:
+    """Download the first of ``urls`` that works into ``dest``, verified, atomically.
+
+    Raises ``ValueError`` when every address served a file with the wrong checksum or
+    content, ``OSError`` when at least one could not be downloaded at all; the message
+    lists every address tried and why it failed.
+    """
+    urls = [urls] if isinstance(urls, str) else list(urls)
+    dest = Path(dest)
+    failures: list[tuple[str, Exception]] = []
+    for url in urls:
+        try:
+            _download_one(url, dest, checksum, validate, progress)
+            return dest
+        except (OSError, ValueError) as err:
+            failures.append((url, err))
+    reasons = "; ".join(str(err) for _, err in failures)
+    kind = ValueError if all(isinstance(e, ValueError) for _, e in failures) else OSError
+    raise kind(f"could not obtain {dest} (nothing was written): {reasons}")
+
+
+def _download_one(url: str, dest: Path, checksum, validate, progress: bool) -> None:
+    with atomic_path(dest) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(tmp, "wb") as out:
+                total = response.headers.get("Content-Length")
+                total = int(total) if total and total.isdigit() else None
+                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                          desc=dest.name, disable=not progress, leave=False) as bar:
+                    for block in iter(lambda: response.read(CHUNK), b""):
+                        out.write(block)
+                        bar.update(len(block))
+        except urllib.error.HTTPError as err:
+            raise OSError(f"{url}: HTTP {err.code} {err.reason}") from None
+        except urllib.error.URLError as err:
+            raise OSError(f"{url}: {err.reason}") from None
+        except (http.client.HTTPException, TimeoutError) as err:
+            raise OSError(f"{url}: the download broke off ({type(err).__name__}: {err})") from None
+        size = tmp.stat().st_size
+        if total is not None and size != total:
+            raise OSError(f"{url}: the download broke off after {size} of {total} bytes")
+        try:
+            verify(tmp, checksum)
+            if validate is not None:
+                validate(tmp)
+        except ValueError as err:
+            raise ValueError(f"{url} is not a valid {dest.name}: {err}") from None

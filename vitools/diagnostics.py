@@ -72,6 +72,7 @@ class GradientSummary:
     exact: torch.Tensor | None
     bias_z: torch.Tensor | None
     n: int
+    variance_std_error: torch.Tensor | None = None
 
     def __repr__(self) -> str:
         rows = [f"GradientSummary over n={self.n} estimates"]
@@ -89,7 +90,7 @@ class GradientSummary:
 
 
 def summarize(grads: torch.Tensor, exact: torch.Tensor | None = None) -> GradientSummary:
-    r"""Mean, variance, SNR $= |\text{mean}| / \text{std}$ and the bias z-score
+    r"""Mean, variance (with its standard error), SNR $= |\text{mean}| / \text{std}$ and the bias z-score
     $(\text{mean} - \text{exact}) / (\text{std} / \sqrt{n})$ of gradient estimates ``[n, ...]``.
 
     A z-score beyond about 4 in absolute value means the estimator is biased (or the exact
@@ -103,6 +104,9 @@ def summarize(grads: torch.Tensor, exact: torch.Tensor | None = None) -> Gradien
     mean, variance = g.mean(0), g.var(0)
     std_error = (variance / n).sqrt()
     snr = mean.abs() / variance.sqrt()
+    # Standard error of the sample variance, sqrt((m4 - var^2) / n): heavy tails make it large.
+    fourth = ((g - mean) ** 4).mean(0)
+    variance_std_error = ((fourth - variance**2).clamp_min(0) / n).sqrt()
     bias_z = None
     if exact is not None:
         exact = torch.as_tensor(exact, device=g.device).double()
@@ -111,7 +115,7 @@ def summarize(grads: torch.Tensor, exact: torch.Tensor | None = None) -> Gradien
         # A zero-variance estimator is judged to the precision its arithmetic can resolve.
         rounding = ROUNDING_ULPS * torch.finfo(grads.dtype).eps * (mean.abs() + exact.abs())
         bias_z = (mean - exact) / torch.sqrt(std_error**2 + rounding**2).clamp_min(1e-300)
-    return GradientSummary(mean, variance, std_error, snr, exact, bias_z, n)
+    return GradientSummary(mean, variance, std_error, snr, exact, bias_z, n, variance_std_error)
 
 
 def compare(estimators, problem, theta, n: int = 10_000, k: int = 1, seed: int | None = 0,
@@ -148,9 +152,9 @@ def exact_variance(estimator, problem, theta: torch.Tensor, k: int = 1, points: 
     where no integral is implemented.
 
     Implemented for scalar Gaussian problems (``theta = [mu, sigma]``): the score function
-    (without baseline, with the ideal constant baseline $b = \mathbb{E}[f]$ that a moving
-    average converges to, and with the delta-method control variate at its optimal
-    coefficient), pathwise, and coupled measure-valued estimators. Estimates that average
+    (without baseline, with a constant baseline, and with the delta-method control variate
+    at its optimal coefficient), pathwise, and coupled measure-valued estimators. Stateful
+    or sample-dependent baselines (moving average, leave-one-out) have no fixed integral. Estimates that average
     ``k`` independent terms have variance (one-sample variance) / ``k``.
     """
     k = checks.count("k", k)
@@ -159,7 +163,7 @@ def exact_variance(estimator, problem, theta: torch.Tensor, k: int = 1, points: 
     name = getattr(estimator, "name", "")
     baseline = getattr(estimator, "baseline", "none")
     cv = getattr(estimator, "control_variate", None)
-    if name == "score_function" and baseline == "leave_one_out":
+    if name == "score_function" and baseline in ("leave_one_out", "moving_average"):
         return None
     mu, sigma = (float(v) for v in theta.detach().cpu().double())
     f = problem.cost
@@ -177,8 +181,8 @@ def exact_variance(estimator, problem, theta: torch.Tensor, k: int = 1, points: 
         elif name == "score_function":
             fx = f(x).detach()
             scores = torch.stack([eps / sigma, (eps**2 - 1) / sigma], -1)
-            if baseline == "moving_average":
-                fx = fx - (w * fx).sum()
+            if isinstance(baseline, float):
+                fx = fx - baseline
             values = fx[:, None] * scores
             if cv == "delta":
                 return _delta_variance(problem, values, scores, eps, w, mu, sigma) / k

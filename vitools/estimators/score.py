@@ -8,7 +8,8 @@ Variational Inference*, arXiv:1401.0118). It needs only $\log q$ and evaluations
 it works for discrete $z$ and non-differentiable $f$, but it is wrong when the support of
 $q_\theta$ moves with $\theta$ (the Leibniz boundary term is lost).
 
-Baselines: ``"none"``; ``"moving_average"`` (an exponential average of past costs, a
+Baselines: ``"none"``; a number (a fixed constant $b$, e.g. the ideal $b = \mathbb{E}[f]$
+of the textbook analysis); ``"moving_average"`` (an exponential average of past costs, a
 constant at fixed $\theta$); ``"leave_one_out"`` ($b_j$ = mean cost of the other $k - 1$
 samples, Kool et al. 2019, *Buy 4 REINFORCE samples, get a baseline for free!*).
 Control variate ``"delta"``: the second-order Taylor expansion $h$ of $f$ around the mean
@@ -42,9 +43,12 @@ class ScoreFunction(Estimator):
 
     name = "score_function"
 
-    def __init__(self, baseline: str = "none", control_variate: str | None = None,
+    def __init__(self, baseline: str | float = "none", control_variate: str | None = None,
                  decay: float = 0.9, warmup_steps: int = 100):
-        checks.choice("baseline", baseline, BASELINES)
+        if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+            baseline = float(checks.finite("baseline", baseline))
+        else:
+            checks.choice("baseline", baseline, BASELINES)
         if control_variate not in CONTROL_VARIATES:
             raise ValueError(f"control_variate must be one of [None, 'delta'], got {control_variate!r}")
         checks.probability("decay", decay)
@@ -65,6 +69,8 @@ class ScoreFunction(Estimator):
     def label(self) -> str:
         if self.control_variate == "delta":
             return "score + delta-method CV"
+        if isinstance(self.baseline, float):
+            return "score + constant baseline"
         return {"none": "score function", "moving_average": "score + moving-average baseline",
                 "leave_one_out": "score + leave-one-out baseline"}[self.baseline]
 
@@ -83,14 +89,17 @@ class ScoreFunction(Estimator):
         self.cv_moments = None
 
     def prepare(self, problem, theta, k):
+        """Start afresh and run ``warmup_steps`` updates of the running statistics at fixed
+        ``theta`` on ``WARMUP_BATCH`` replicates, as a long training run at ``theta`` would."""
+        self.reset()     # state from another problem or theta must not leak into the estimates
+        replicated = theta.detach().expand(max(8, WARMUP_BATCH // k), *theta.shape)   # ~WARMUP_BATCH draws a step
         if self.control_variate == "delta":
-            replicated = theta.detach().expand(WARMUP_BATCH, *theta.shape)
             for _ in range(self.warmup_steps):
                 self._delta_surrogate(problem, replicated, k)
         elif self.baseline == "moving_average":
             with torch.no_grad():
                 for _ in range(self.warmup_steps):
-                    z = problem.distribution(theta.detach()).sample((k,))
+                    z = problem.distribution(replicated).sample((k,))
                     self._update_running_mean(problem.cost(z))
 
     def _update_running_mean(self, costs):
@@ -110,6 +119,8 @@ class ScoreFunction(Estimator):
         return costs.mean(0) + (signal * score_box(dist.log_prob(z))).mean(0)
 
     def _baseline(self, costs):
+        if isinstance(self.baseline, float):
+            return torch.tensor(self.baseline, device=costs.device, dtype=costs.dtype)
         if self.baseline == "leave_one_out":
             k = costs.shape[0]
             return ((costs.sum(0, keepdim=True) - costs) / (k - 1)).detach()

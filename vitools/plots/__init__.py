@@ -1,0 +1,12 @@
+"""Pure drawing functions: ``draw_x(ax, data, ...) -> artists``.
+
+They compute nothing that matters (the numbers come from :mod:`vitools.diagnostics` and the
+models) and never call ``plt.show``, so the explorers in :mod:`vitools.widgets` and the
+notebooks share them. One module per topic; everything is re-exported here.
+"""
+from .style import use_style, estimator_color, new_figure
+from .gradients import (draw_gradient_histograms, draw_variance_bars, draw_variance_curves,
+                        draw_cost_and_gradient)
+
+__all__ = ["use_style", "estimator_color", "new_figure", "draw_gradient_histograms",
+           "draw_variance_bars", "draw_variance_curves", "draw_cost_and_gradient"]

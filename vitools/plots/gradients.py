@@ -1,0 +1,94 @@
+"""Figures of the gradient lab: gradient distributions, variance bars and variance curves."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .style import estimator_color
+
+
+def _numpy(x):
+    return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=float)
+
+
+def draw_gradient_histograms(ax, samples: dict, exact: float | None = None, bins: int = 60,
+                             clip_quantile: float = 0.99, legend: bool = True):
+    """Overlaid histograms of one gradient component per estimator (``label -> [n]``).
+
+    The x-range covers the central ``clip_quantile`` of the pooled samples, so one
+    heavy-tailed estimator does not squash the others (samples outside are not drawn); the
+    exact gradient is a dashed black line.
+    """
+    pooled = np.concatenate([_numpy(v) for v in samples.values()]) if samples else np.zeros(1)
+    lo, hi = np.quantile(pooled, [(1 - clip_quantile) / 2, (1 + clip_quantile) / 2])
+    if exact is not None:
+        lo, hi = min(lo, exact), max(hi, exact)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+    artists = []
+    for label, values in samples.items():
+        v = _numpy(values)
+        weights = np.full(v.shape, 1.0 / (len(v) * (edges[1] - edges[0])))   # density over all samples
+        artists.append(ax.hist(v, bins=edges, weights=weights, histtype="step", lw=1.6,
+                               color=estimator_color(label), label=label)[2])
+    if exact is not None:
+        artists.append(ax.axvline(exact, color="black", lw=1.2, ls="--", label="exact gradient"))
+    ax.set_xlabel("gradient estimate")
+    ax.set_ylabel("density")
+    if legend:
+        ax.legend(loc="upper right")
+    return artists
+
+
+def draw_variance_bars(ax, variances: dict, log: bool = True, exact: dict | None = None):
+    """One bar per estimator (``label -> variance``), log-scaled; optional exact values as dots."""
+    labels = list(variances)
+    values = [max(float(variances[label]), 1e-16) for label in labels]
+    bars = ax.barh(range(len(labels)), values, color=[estimator_color(label) for label in labels])
+    if exact:
+        for i, label in enumerate(labels):
+            if exact.get(label) is not None:
+                ax.plot(max(float(exact[label]), 1e-16), i, "k|", markersize=14, mew=2)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel("variance" + (" (log scale)" if log else ""))
+    return bars
+
+
+def draw_variance_curves(ax, ks, curves: dict, points: dict | None = None, xlabel: str = "k",
+                         ylabel: str = "variance", logx: bool = True, dynamic_range: float = 1e-7):
+    """Variance against a problem parameter: lines for exact curves (``label -> [len(ks)]``),
+    markers for Monte Carlo checks (``label -> (xs, values)``); the log axis shows
+    ``dynamic_range`` below the largest value."""
+    ks = _numpy(ks)
+    artists = []
+    for label, values in curves.items():
+        artists += ax.plot(ks, _numpy(values), color=estimator_color(label), label=label)
+    for label, (xs, values) in (points or {}).items():
+        artists += ax.plot(_numpy(xs), _numpy(values), "o", ms=4, color=estimator_color(label))
+    ax.set_yscale("log")
+    top = max((float(np.nanmax(_numpy(v))) for v in curves.values()), default=1.0)
+    ax.set_ylim(bottom=top * dynamic_range)     # a variance that touches 0 would squash the rest
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return artists
+
+
+def draw_cost_and_gradient(ax, xs, costs: dict):
+    """The cost functions ``label -> f(xs)`` (solid) and their derivatives (dashed)."""
+    xs_t = torch.as_tensor(_numpy(xs)).requires_grad_(True)
+    artists = []
+    for i, (label, f) in enumerate(costs.items()):
+        ys = f(xs_t)
+        (dy,) = torch.autograd.grad(ys.sum(), xs_t)
+        color = f"C{i}"
+        artists += ax.plot(_numpy(xs_t), _numpy(ys), color=color, label=label)
+        artists += ax.plot(_numpy(xs_t), _numpy(dy), "--", color=color)
+    ax.set_xlabel("x")
+    ax.legend()
+    return artists

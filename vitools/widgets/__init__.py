@@ -1,0 +1,5 @@
+"""Interactive explorers built on :mod:`vitools.plots` (see :class:`Explorer` for the pattern)."""
+from .base import Explorer
+from .variance import VarianceExplorer
+
+__all__ = ["Explorer", "VarianceExplorer"]

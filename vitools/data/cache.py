@@ -18,13 +18,20 @@ Example (a data module registers its files once, at import)::
     from vitools.data import cache
 
     cache.register("music/jsb.pkl", urls=["https://example.org/jsb.pkl"],
-                   checksum="sha256:" + "0" * 64, validate=my_parser)
+                   checksum="sha256:<64 hex digits>", validate=read_pickle_or_raise_valueerror)
     path = cache.fetch("music/jsb.pkl")                  # ~/.cache/vitools/music/jsb.pkl
     path = cache.fetch("music/jsb.pkl", base_url="http://127.0.0.1:8000/")  # a mirror
 
 Checksums are written ``"sha256:<hex>"`` or ``"md5:<hex>"`` (a bare 64-digit hex string
 is taken as SHA-256); ``None`` where no published checksum is known, in which case the
-``validate`` function is the only guard.
+``validate`` function is the only guard. A file already in the data directory is checked
+against its checksum on every :func:`fetch`; ``validate`` runs on arrival, and the loader
+that reads the file is expected to parse it with the same checks.
+
+API: :func:`data_dir`, :func:`register` / :func:`resource` / ``REGISTRY``, :func:`fetch`,
+:func:`download_file` (unregistered addresses), :func:`sha256` / :func:`file_hash` /
+:func:`verify`, :func:`atomic_path` (write anything atomically) and :func:`write_npz`
+(a reproducible ``.npz``, atomically).
 """
 from __future__ import annotations
 
@@ -88,9 +95,13 @@ def check_base_url(base_url: str | None) -> str | None:
     """``None``, or an ``http``, ``https`` or ``file`` URL (a mirror's folder)."""
     if base_url is None:
         return None
-    if not isinstance(base_url, str) or urllib.parse.urlparse(base_url).scheme not in _URL_SCHEMES:
+    if not _is_url(base_url):
         raise ValueError(f"base_url must be an http(s):// or file:// URL or None, got {base_url!r}")
     return base_url
+
+
+def _is_url(url) -> bool:
+    return isinstance(url, str) and urllib.parse.urlparse(url).scheme in _URL_SCHEMES
 
 
 # ----------------------------------------------------------------------------- checksums
@@ -122,7 +133,10 @@ def parse_checksum(checksum: str | None) -> tuple[str, str] | None:
 
 
 def verify(path: str | os.PathLike, checksum: str | None) -> None:
-    """Raise ``ValueError`` naming ``path`` when its digest differs from ``checksum``."""
+    """Raise ``ValueError`` when the file's digest differs from ``checksum`` (``None``: no check).
+
+    The message gives both digests; callers add which file and address it was.
+    """
     parsed = parse_checksum(checksum)
     if parsed is None:
         return
@@ -145,7 +159,7 @@ def register(name: str, urls: str | Sequence[str], checksum: str | None = None,
     if not parts or name.startswith("/") or ".." in parts:
         raise ValueError(f"name must be a relative path inside the data directory, got {name!r}")
     urls = (urls,) if isinstance(urls, str) else tuple(urls)
-    if not urls or not all(isinstance(u, str) and check_base_url(u) for u in urls):
+    if not urls or not all(_is_url(u) for u in urls):
         raise ValueError(f"urls must be one or more http(s):// or file:// URLs, got {urls!r}")
     parse_checksum(checksum)
     REGISTRY[name] = Resource(name, urls, checksum, validate)

@@ -1,0 +1,23 @@
+"""Data sets for the workbook: bundled, downloaded once into a verified cache, or read
+from a data directory.
+
+* :func:`load_mnist` -- MNIST images ``[N, 784]`` float32 on :func:`vitools.config.device`:
+  the bundled 5,000-digit subset (offline), the fixed Larochelle-Murray binarization used
+  by VIMCO, REBAR and RELAX, or the original 60k/10k greyscale set (see :mod:`.mnist`).
+* :func:`binarize` -- dynamic, fixed or threshold binarization of intensities in [0, 1].
+* :mod:`.cache` -- the generic layer: :func:`data_dir`, :func:`register`, :func:`fetch`,
+  :func:`sha256`, atomic writes; later data modules register their own files there.
+
+The data directory is the ``data_dir=`` argument, else ``$VITOOLS_DATA_DIR``, else
+``~/.cache/vitools``. Example::
+
+    >>> import vitools as vt
+    >>> x = vt.data.load_mnist("binarized", split="test", data_dir="../shared/data")
+    >>> x.shape
+    torch.Size([10000, 784])
+"""
+from . import cache, mnist
+from .cache import data_dir, fetch, register, sha256
+from .mnist import binarize, load_mnist
+
+__all__ = ["cache", "mnist", "data_dir", "fetch", "register", "sha256", "binarize", "load_mnist"]

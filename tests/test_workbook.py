@@ -70,6 +70,9 @@ def test_notebook_follows_the_template(path):
     asserts = sum(c.source.count("assert ") for c in code)
     assert asserts >= 10, f"every claim needs an assert; found only {asserts}"
     assert "Explorer" in "".join(c.source for c in code), "an interactive explorer"
+    bundles = [o.get("data", {}) for c in code for o in c.outputs if o.output_type in ("display_data", "execute_result")]
+    assert any("image/png" in d and "application/vnd.jupyter.widget-view+json" in d for d in bundles), \
+        "the explorer's display leaves a static figure beside the live widget"
     assert path.stat().st_size < 3 * 2**20
 
 

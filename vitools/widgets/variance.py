@@ -18,12 +18,16 @@ K_CHOICES = (1, 2, 4, 8, 16, 32, 64)
 
 class VarianceExplorer(Explorer):
     """``VarianceExplorer()``; ``explorer.controls`` holds ``problem``, ``parameter``,
-    ``value`` and ``k``; ``explorer.data`` holds the samples, variances and exact values."""
+    ``value`` and ``k``; ``explorer.data`` holds the samples, variances and exact values.
+
+    Each estimator contributes ``n`` estimates (fewer when ``n * k`` would exceed
+    ``max_draws``, so that an update stays well under a second on a laptop CPU).
+    """
 
     def __init__(self, catalog: dict | None = None, n: int = 2000, seed: int = 0,
-                 problem: str | None = None):
+                 problem: str | None = None, max_draws: int = 32_000):
         self.catalog = catalog or problems.catalog()
-        self.n, self.seed = n, seed
+        self.n, self.seed, self.max_draws = n, seed, max_draws
         first = problem or next(iter(self.catalog))
         if first not in self.catalog:
             raise ValueError(f"problem must be one of {list(self.catalog)}, got {first!r}")
@@ -78,18 +82,19 @@ class VarianceExplorer(Explorer):
         theta[index] = value
         exact = prob.exact_grad(theta)
         samples, variance, exact_variance, skipped = {}, {}, {}, {}
+        n = max(200, min(self.n, self.max_draws // k))      # bound n * k so updates stay interactive
         for est in estimators.standard_set():
             reason = est.why_not(prob) or (f"needs k >= {est.min_samples}" if k < est.min_samples else None)
             if reason:
                 skipped[est.label] = reason
                 continue
-            g = diagnostics.grad_samples(est, prob, theta, n=self.n, k=k, seed=self.seed)
+            g = diagnostics.grad_samples(est, prob, theta, n=n, k=k, seed=self.seed)
             samples[est.label] = g[:, index]
             variance[est.label] = float(g[:, index].var())
-            ev = diagnostics.exact_variance(est, prob, theta, k=k)
+            ev = diagnostics.exact_variance(est, prob, theta, k=k, points=4001)
             exact_variance[est.label] = None if ev is None else float(ev[index])
         return {
-            "problem": prob, "theta": theta, "index": index, "parameter": parameter, "k": k,
+            "problem": prob, "theta": theta, "index": index, "parameter": parameter, "k": k, "n": n,
             "exact_grad": None if exact is None else float(exact[index]),
             "samples": samples, "variance": variance, "exact_variance": exact_variance, "skipped": skipped,
         }

@@ -89,12 +89,12 @@ def test_a_failing_notebook_assert_fails_the_run(tmp_path, second_cell, expected
     _write_notebook(notebook, ["x = 1 + 2", second_cell])
     run = subprocess.run(
         [sys.executable, "-m", "pytest", str(notebook), "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
-         "-c", str(ROOT / "pyproject.toml"), "--sanitize-with", str(ROOT / "notebooks" / "sanitize.cfg")],
+         "-c", str(ROOT / "pyproject.toml"), "--nbval-sanitize-with", str(ROOT / "notebooks" / "sanitize.cfg")],
         capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert run.returncode == expected, run.stdout[-2000:] + run.stderr[-2000:]
 
 
 def test_pyproject_runs_nbval_lax_with_a_timeout_and_the_current_env():
     options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
-    for flag in ("--nbval-lax", "--nbval-current-env", "--sanitize-with", "--nbval-cell-timeout"):
+    for flag in ("--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", "--nbval-cell-timeout"):
         assert flag in options

@@ -79,5 +79,5 @@ def shape(name: str, value: torch.Tensor, expected: tuple, what: str = "") -> to
 def choice(name: str, value, options) -> str:
     """One of a fixed set of strings."""
     if value not in options:
-        raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}")
+        raise ValueError(f"{name} must be one of {sorted(map(str, options))}, got {value!r}")
     return value

@@ -57,4 +57,7 @@ def standard_set() -> list[Estimator]:
 for _cls in (ScoreFunction, Pathwise, MeasureValued):
     register(_cls)
 
+# Estimators defined beside the models and distributions they need register themselves on import.
+from ..implicit import alternatives as _implicit_alternatives  # noqa: E402,F401  (rsvi)
+
 __all__ = ["Estimator", "get", "names", "register", "standard_set", "score_box", "linear_surrogate"]

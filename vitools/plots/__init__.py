@@ -7,6 +7,9 @@ notebooks share them. One module per topic; everything is re-exported here.
 from .style import use_style, estimator_color, new_figure
 from .gradients import (draw_gradient_histograms, draw_variance_bars, draw_variance_curves,
                         draw_cost_and_gradient)
+from .implicit import (draw_cdf_surface, draw_sample_gradient, draw_error_strips, draw_error_curves,
+                       draw_elbo_history, draw_angles)
 
 __all__ = ["use_style", "estimator_color", "new_figure", "draw_gradient_histograms",
-           "draw_variance_bars", "draw_variance_curves", "draw_cost_and_gradient"]
+           "draw_variance_bars", "draw_variance_curves", "draw_cost_and_gradient", "draw_cdf_surface",
+           "draw_sample_gradient", "draw_error_strips", "draw_error_curves", "draw_elbo_history", "draw_angles"]

@@ -1,5 +1,6 @@
 """Interactive explorers built on :mod:`vitools.plots` (see :class:`Explorer` for the pattern)."""
 from .base import Explorer
 from .variance import VarianceExplorer
+from .implicit import ImplicitAccuracyExplorer
 
-__all__ = ["Explorer", "VarianceExplorer"]
+__all__ = ["Explorer", "VarianceExplorer", "ImplicitAccuracyExplorer"]

@@ -58,7 +58,7 @@ def tensor(data, dtype: torch.dtype | None = None) -> torch.Tensor:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) globally; notebooks call this once."""
-    _check_seed(seed)
+    seed = _check_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -73,7 +73,7 @@ def seeded(seed: int | None) -> Iterator[None]:
     if seed is None:
         yield
         return
-    _check_seed(seed)
+    seed = _check_seed(seed)
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -82,12 +82,13 @@ def seeded(seed: int | None) -> Iterator[None]:
 
 def generator(seed: int, on: torch.device | str | None = None) -> torch.Generator:
     """A fresh ``torch.Generator`` on ``on`` (default :func:`device`), seeded with ``seed``."""
-    _check_seed(seed)
+    seed = _check_seed(seed)
     gen = torch.Generator(device=torch.device(on) if on is not None else device())
     gen.manual_seed(seed)
     return gen
 
 
-def _check_seed(seed) -> None:
+def _check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)

@@ -47,6 +47,7 @@ def grad_samples(estimator, problem, theta: torch.Tensor, n: int = 10_000, k: in
             raise ValueError(f"estimator {estimator.label!r} does not apply to {problem!r}: {reason} "
                              "(pass force=True to run it anyway)")
     theta = theta.detach()
+    problem.distribution(theta)      # validate theta here, so errors show its shape, not the replicated one
     chunk = max(1, MAX_DRAWS_PER_CHUNK // k)
     grads = []
     with config.seeded(seed):
@@ -120,13 +121,17 @@ def summarize(grads: torch.Tensor, exact: torch.Tensor | None = None) -> Gradien
 
 def compare(estimators, problem, theta, n: int = 10_000, k: int = 1, seed: int | None = 0,
             only_applicable: bool = True) -> dict[str, GradientSummary]:
-    """Summaries for several estimators on the same problem, keyed by estimator label."""
+    """Summaries for several estimators on the same problem, keyed by estimator label.
+
+    ``only_applicable=False`` runs (forces) estimators whose assumptions fail too, to show how.
+    """
     exact = problem.exact_grad(theta)
     results = {}
     for est in estimators:
         if only_applicable and not est.applies_to(problem):
             continue
-        results[est.label] = summarize(grad_samples(est, problem, theta, n=n, k=k, seed=seed), exact)
+        g = grad_samples(est, problem, theta, n=n, k=k, seed=seed, force=not only_applicable)
+        results[est.label] = summarize(g, exact)
     return results
 
 
@@ -160,6 +165,7 @@ def exact_variance(estimator, problem, theta: torch.Tensor, k: int = 1, points: 
     k = checks.count("k", k)
     if not isinstance(problem, _GaussianProblem):
         return None
+    problem.distribution(checks.finite("theta", theta.detach()))      # validates shape and sigma > 0
     name = getattr(estimator, "name", "")
     baseline = getattr(estimator, "baseline", "none")
     cv = getattr(estimator, "control_variate", None)
@@ -185,7 +191,7 @@ def exact_variance(estimator, problem, theta: torch.Tensor, k: int = 1, points: 
                 fx = fx - baseline
             values = fx[:, None] * scores
             if cv == "delta":
-                return _delta_variance(problem, values, scores, eps, w, mu, sigma) / k
+                return (_delta_variance(problem, values, scores, eps, w, mu, sigma) / k).to(theta.dtype)
         else:
             return None
         mean, second = _moments(values.detach(), w)

@@ -107,6 +107,7 @@ class _GaussianProblem(Problem):
 
     def __init__(self, k: float = 1.0, mu: float = 1.0, sigma: float = 1.0):
         self.k = float(checks.finite("k", k))
+        checks.finite("mu", mu)
         checks.positive("sigma", sigma)
         super().__init__([mu, sigma])
 
@@ -245,7 +246,7 @@ class FactorisedBernoulli(Problem):
     def random(cls, num_bits: int = 4, seed: int = 0, logits=None) -> "FactorisedBernoulli":
         """A cost table of standard-normal entries drawn with ``seed``."""
         checks.count("num_bits", num_bits)
-        gen = torch.Generator().manual_seed(seed)
+        gen = config.generator(seed, on="cpu")
         return cls(torch.randn(2**num_bits, generator=gen), logits)
 
     def distribution(self, theta):
@@ -262,7 +263,8 @@ class FactorisedBernoulli(Problem):
         return self.costs[index]
 
     def exact_value(self, theta):
-        states = self.states()                                   # [S, D]
+        states = self.states().to(theta.dtype)                   # [S, D] (float32 states would
+        # make log_prob float32 even for a float64 theta, ruining finite-difference checks)
         log_q = self.distribution(theta).log_prob(states.reshape(-1, *[1] * (theta.dim() - 1), self.num_bits))
         return (log_q.exp() * self.costs.reshape(-1, *[1] * (theta.dim() - 1))).sum(0)
 

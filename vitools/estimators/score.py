@@ -44,7 +44,7 @@ class ScoreFunction(Estimator):
     name = "score_function"
 
     def __init__(self, baseline: str | float = "none", control_variate: str | None = None,
-                 decay: float = 0.9, warmup_steps: int = 100):
+                 decay: float = 0.9, warmup_steps: int = 40):
         if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
             baseline = float(checks.finite("baseline", baseline))
         else:
@@ -92,7 +92,7 @@ class ScoreFunction(Estimator):
         """Start afresh and run ``warmup_steps`` updates of the running statistics at fixed
         ``theta`` on ``WARMUP_BATCH`` replicates, as a long training run at ``theta`` would."""
         self.reset()     # state from another problem or theta must not leak into the estimates
-        replicated = theta.detach().expand(max(8, WARMUP_BATCH // k), *theta.shape)   # ~WARMUP_BATCH draws a step
+        replicated = theta.detach().expand(max(8, WARMUP_BATCH // k), *theta.shape).clone()   # ~WARMUP_BATCH draws a step
         if self.control_variate == "delta":
             for _ in range(self.warmup_steps):
                 self._delta_surrogate(problem, replicated, k)

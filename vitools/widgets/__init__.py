@@ -2,5 +2,8 @@
 from .base import Explorer
 from .variance import VarianceExplorer
 from .implicit import ImplicitAccuracyExplorer
+from .sbn import NVILVarianceExplorer, MultiSampleSNRExplorer
+from .vae import LatentWalker
 
-__all__ = ["Explorer", "VarianceExplorer", "ImplicitAccuracyExplorer"]
+__all__ = ["Explorer", "VarianceExplorer", "ImplicitAccuracyExplorer", "NVILVarianceExplorer",
+           "MultiSampleSNRExplorer", "LatentWalker"]

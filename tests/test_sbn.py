@@ -1,0 +1,250 @@
+"""Tests for vitools.models.sbn: enumeration, the K-sample bound, evaluation, input checks."""
+import math
+
+import pytest
+import torch
+
+from vitools.models import sbn
+from vitools.models.sbn import SBN, iwae_bound
+
+
+def tiny(latent=(2, 1), x_dim=5, nonlinear=False, seed=0, scale=1.0):
+    torch.manual_seed(seed)
+    model = SBN(x_dim, latent, nonlinear=nonlinear, hidden=4)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, scale)
+    return model
+
+
+def data(n=3, x_dim=5, seed=1):
+    return (torch.rand(n, x_dim, generator=torch.Generator().manual_seed(seed)) < 0.5).float()
+
+
+def brute_force_log_px(model, x):
+    """log p(x) of a one-layer SBN from torch.distributions, state by state (reference only)."""
+    d = model.latent[0]
+    states = torch.tensor([[(i >> b) & 1 for b in range(d)] for i in range(2**d)], dtype=torch.float32)
+    prior = torch.distributions.Bernoulli(logits=model.prior_logits).log_prob(states).sum(-1)   # [S]
+    lik = torch.distributions.Bernoulli(logits=model.decoders[0](states)[:, None, :]).log_prob(x).sum(-1)
+    return torch.logsumexp(prior[:, None] + lik, 0)
+
+
+@pytest.mark.parametrize("nonlinear", [False, True])
+@pytest.mark.parametrize("latent", [(3,), (2, 1), (2, 1, 2)])
+def test_enumeration_consistent(latent, nonlinear):
+    model, x = tiny(latent, nonlinear=nonlinear), data()
+    log_px = model.exact_log_px(x)
+    post = model.exact_posterior(x)
+    assert torch.allclose(post.exp().sum(0), torch.ones(3), atol=1e-5)
+    elbo = model.exact_elbo(x)
+    assert (elbo <= log_px + 1e-5).all()
+    assert torch.allclose(model.exact_bound(x, 1), elbo, atol=1e-5)
+    bounds = torch.stack([model.exact_bound(x, k) for k in (1, 2, 3)])
+    assert (bounds[1:] >= bounds[:-1] - 1e-5).all() and (bounds <= log_px + 1e-5).all()
+    # log p(x) from the importance-sampling identity p(x) = E_q[w] with many draws
+    w = model.log_weights(x, 100_000).double().exp()
+    z = (w.mean(0) - log_px.double().exp()) / (w.std(0) / math.sqrt(w.shape[0]))
+    assert z.abs().max() < 4
+
+
+def test_log_px_matches_distributions_reference():
+    model, x = tiny((4,)), data(5)
+    assert torch.allclose(model.exact_log_px(x), brute_force_log_px(model, x), atol=1e-5)
+
+
+def test_exact_log_px_gradient_matches_finite_differences():
+    model, x = tiny((3,)), data(2)
+    model = model.double()
+    x = x.double()
+    p = model.decoders[0].weight
+    (g,) = torch.autograd.grad(model.exact_log_px(x).sum(), p)
+    eps = 1e-6
+    with torch.no_grad():
+        p[1, 2] += eps
+        up = model.exact_log_px(x).sum()
+        p[1, 2] -= 2 * eps
+        down = model.exact_log_px(x).sum()
+    assert abs((up - down).item() / (2 * eps) - g[1, 2].item()) < 1e-6
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_sampled_bound_is_unbiased_for_exact_bound(k):
+    model, x = tiny((2, 1)), data(2)
+    torch.manual_seed(3)
+    draws = iwae_bound(model.log_weights(x.repeat(20_000, 1), k)).reshape(20_000, 2).double()
+    exact = model.exact_bound(x, k).double()
+    z = (draws.mean(0) - exact) / (draws.std(0) / math.sqrt(20_000))
+    assert z.abs().max() < 4
+
+
+def test_bound_below_log_px_and_increasing_in_k_statistically():
+    model, x = tiny((2, 1), scale=2.0), data(1)
+    log_px = model.exact_log_px(x).item()
+    torch.manual_seed(4)
+    n = 20_000
+    means, ses, maxima = [], [], []
+    for k in (1, 5, 20):
+        draws = iwae_bound(model.log_weights(x.expand(n, -1), k)).double()
+        means.append(draws.mean().item())
+        ses.append((draws.std() / math.sqrt(n)).item())
+        maxima.append(draws.max().item())
+    assert means[0] < means[1] < means[2]
+    assert (means[1] - means[0]) / math.hypot(ses[0], ses[1]) > 4      # strictly tighter
+    assert all((m - log_px) / s < 4 for m, s in zip(means, ses))          # E[bound] <= log p(x)
+    assert max(maxima) > log_px                                          # one draw can exceed it
+
+
+def test_exact_posterior_as_q_gives_log_px_for_every_k():
+    model, x = tiny((1,)), data(1)
+    post_logit = model.exact_posterior(x)[1] - model.exact_posterior(x)[0]      # log p(h=1|x)/p(h=0|x)
+    with torch.no_grad():
+        model.encoders[0].weight.zero_()
+        model.encoders[0].bias.copy_(post_logit)
+    log_px = model.exact_log_px(x)
+    for k in (1, 2, 7, 50):
+        assert torch.allclose(iwae_bound(model.log_weights(x, k)), log_px, atol=1e-5)
+        assert torch.allclose(model.exact_bound(x, min(k, 7)), log_px, atol=1e-5)
+
+
+def test_evaluate_and_log_likelihood_approach_exact():
+    model, x = tiny((2, 1)), data(4)
+    torch.manual_seed(0)
+    assert abs(sbn.evaluate(model, x.repeat(5000, 1), k=1, batch_size=4000) - model.exact_elbo(x).mean().item()) < 0.1
+    ll = sbn.log_likelihood(model, x, k=5000, batch_size=2)
+    assert abs(ll - model.exact_log_px(x).mean().item()) < 0.05
+
+
+def test_generate_shapes_and_range():
+    model = tiny((3, 2))
+    probs, hs = model.generate(7)
+    assert probs.shape == (7, 5) and [h.shape for h in hs] == [(7, 3), (7, 2)]
+    assert ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_parameter_split_covers_everything():
+    model = tiny((3, 2), nonlinear=True)
+    ids = {id(p) for p in model.generative_parameters()} | {id(p) for p in model.inference_parameters()}
+    assert ids == {id(p) for p in model.parameters()}
+
+
+def test_downsample_averages_blocks():
+    x = torch.zeros(2, 784)
+    x[0, :28] = 1.0                                 # first image row
+    small = sbn.downsample(x, 14)
+    assert small.shape == (2, 196)
+    assert torch.allclose(small[0, :14], torch.full((14,), 0.5)) and small[1].sum() == 0
+
+
+# ------------------------------------------------------------------------ bad input
+def test_rejects_bad_input():
+    model = tiny((2, 1))
+    with pytest.raises(ValueError, match="x must contain only 0 and 1"):
+        model.log_weights(torch.full((2, 5), 0.5), 1)
+    with pytest.raises(ValueError, match="x must end in shape"):
+        model.log_weights(torch.zeros(2, 4), 1)
+    with pytest.raises(ValueError, match="x must be a 2-D tensor"):
+        model.log_weights(torch.zeros(5), 1)
+    with pytest.raises(ValueError, match="x must be finite"):
+        model.log_weights(torch.full((1, 5), float("nan")), 1)
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+        model.log_weights(torch.zeros(2, 5), 0)
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+        model.exact_bound(torch.zeros(2, 5), 0)
+    with pytest.raises(ValueError, match="K must be an integer >= 1"):
+        iwae_bound(torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="at most 262144"):
+        model.exact_bound(torch.zeros(1, 5), 7)
+
+
+def test_rejects_bad_latents():
+    model, x = tiny((2, 1)), data(3)
+    good = [torch.zeros(4, 3, 2), torch.zeros(4, 3, 1)]
+    assert len(model.check_latents(good, x)) == 2
+    with pytest.raises(ValueError, match=r"hs\[1\] must have shape \[K, 3, 1\]"):
+        model.check_latents([torch.zeros(4, 3, 2), torch.zeros(4, 3, 2)], x)
+    with pytest.raises(ValueError, match="hs must hold 2 layers"):
+        model.check_latents([torch.zeros(4, 3, 2)], x)
+    with pytest.raises(ValueError, match=r"hs\[0\] must contain only 0 and 1"):
+        model.check_latents([torch.full((4, 3, 2), 0.3), torch.zeros(4, 3, 1)], x)
+
+
+def test_rejects_bad_construction():
+    with pytest.raises(ValueError, match="latent must list 1 to 3"):
+        SBN(5, (2, 2, 2, 2))
+    with pytest.raises(ValueError, match="latent must be an integer >= 1"):
+        SBN(5, (0,))
+    with pytest.raises(ValueError, match="x_dim must be an integer >= 1"):
+        SBN(0, (2,))
+    with pytest.raises(ValueError, match="hidden must be an integer >= 1"):
+        SBN(5, (2,), nonlinear=True, hidden=0)
+    with pytest.raises(ValueError, match="at most 16 can be enumerated"):
+        SBN(5, (17,)).exact_log_px(torch.zeros(1, 5))
+    with pytest.raises(ValueError, match="size must divide 28"):
+        sbn.downsample(torch.zeros(1, 784), 5)
+    with pytest.raises(ValueError, match="x must lie in"):
+        sbn.downsample(torch.full((1, 784), 2.0), 14)
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
+        SBN(5, (2,)).generate(0)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        sbn.evaluate(SBN(5, (2,)), torch.zeros(1, 5), batch_size=0)
+
+
+# ------------------------------------------------------------------------ data, plots, explorer
+def test_small_digits_are_binary_pooled_and_fixed():
+    a = sbn.small_digits("test", size=14, n=50, seed=0)
+    b = sbn.small_digits("test", size=14, n=50, seed=0)
+    assert a.shape == (50, 196) and torch.equal(a, b)
+    assert set(a.unique().tolist()) <= {0.0, 1.0} and 0.05 < a.mean() < 0.4
+
+
+def test_train_sbn_records_validation_bound():
+    torch.manual_seed(0)
+    x = sbn.small_digits("test", size=7, n=200)
+    model = SBN(49, (4,))
+    est = vt_estimators().get("nvil", hidden=8)
+    history = sbn.train_sbn(model, est, x, steps=60, lr=1e-2, x_valid=x[:50], eval_every=30, progress=False)
+    bounds = history.evals["valid_bound"]
+    assert len(bounds) == 3 and bounds[-1] > bounds[0]
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+        sbn.train_sbn(model, est, x, k=0)
+
+
+def vt_estimators():
+    import vitools as vt
+    from vitools.estimators import nvil  # noqa: F401
+    return vt.estimators
+
+
+def test_group_variance_and_explorer_toggle():
+    import matplotlib
+    matplotlib.use("Agg")
+    from vitools.estimators.amortized import group_variance
+    from vitools.plots import sbn as plots
+    from vitools.widgets.sbn import NVILVarianceExplorer
+
+    torch.manual_seed(0)
+    model = tiny((2, 1))
+    x = data(20)
+    explorer = NVILVarianceExplorer(model, x, x[:1], n=500, prepare_steps=20)
+    plain = explorer.data["variance"]["score function"]["inference layer 1 (phi)"]
+    explorer.controls["constant_baseline"].value = True
+    assert explorer.data["techniques"]["constant_baseline"]
+    label = [key for key in explorer.data["variance"] if key != "score function"][0]
+    assert explorer.data["variance"][label]["inference layer 1 (phi)"] < plain
+    assert len(explorer.png()) > 1000
+    with pytest.raises(ValueError, match="x must be one example"):
+        NVILVarianceExplorer(model, x, x[:2])
+    with pytest.raises(ValueError, match=r"groups\['none'\] must match"):
+        group_variance({"model.a": torch.zeros(3, 1)}, {"none": ["aux"]})
+    fig, ax = plt_subplots()
+    assert plots.draw_digits(ax, torch.rand(4, 49), rows=2) is not None
+    assert len(plots.draw_bound_curves(ax, {"a": ([0, 1, 2], [-3.0, -2.0, -1.0])}, skip_before=1)) == 1
+    assert len(plots.draw_snr_vs_k(ax, [1, 2], {"a": [1.0, 2.0]})) == 1
+
+
+def plt_subplots():
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    plt.close(fig)
+    return fig, ax

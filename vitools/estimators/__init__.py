@@ -59,6 +59,7 @@ for _cls in (ScoreFunction, Pathwise, MeasureValued):
 
 # Estimators defined beside the models and distributions they need register themselves on import.
 from . import multisample, nvil  # noqa: E402,F401  (nvil, nvil_multisample, vimco, rws, iwae, stl, dreg)
+from . import control, relaxed  # noqa: E402,F401  (gumbel_softmax, straight_through, ..., rebar, relax, lax, arm, disarm)
 from ..implicit import alternatives as _implicit_alternatives  # noqa: E402,F401  (rsvi)
 
 __all__ = ["Estimator", "get", "names", "register", "standard_set", "score_box", "linear_surrogate"]

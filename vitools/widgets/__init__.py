@@ -4,6 +4,7 @@ from .variance import VarianceExplorer
 from .implicit import ImplicitAccuracyExplorer
 from .sbn import NVILVarianceExplorer, MultiSampleSNRExplorer
 from .vae import LatentWalker
+from .relaxed import ConcreteExplorer, RebarExplorer
 
 __all__ = ["Explorer", "VarianceExplorer", "ImplicitAccuracyExplorer", "NVILVarianceExplorer",
-           "MultiSampleSNRExplorer", "LatentWalker"]
+           "MultiSampleSNRExplorer", "LatentWalker", "ConcreteExplorer", "RebarExplorer"]

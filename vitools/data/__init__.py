@@ -5,6 +5,8 @@ from a data directory.
   the bundled 5,000-digit subset (offline), the fixed Larochelle-Murray binarization used
   by VIMCO, REBAR and RELAX, or the original 60k/10k greyscale set (see :mod:`.mnist`).
 * :func:`binarize` -- dynamic, fixed or threshold binarization of intensities in [0, 1].
+* :func:`load_chorales` -- polyphonic music as 88-key piano rolls: bundled Bach chorales
+  (offline) or the canonical JSB Chorales split (see :mod:`.music`).
 * :mod:`.cache` -- the generic layer: :func:`data_dir`, :func:`register`, :func:`fetch`,
   :func:`sha256`, atomic writes; later data modules register their own files there.
 
@@ -16,8 +18,10 @@ The data directory is the ``data_dir=`` argument, else ``$VITOOLS_DATA_DIR``, el
     >>> x.shape
     torch.Size([10000, 784])
 """
-from . import cache, mnist
+from . import cache, mnist, music
 from .cache import data_dir, fetch, register, sha256
 from .mnist import binarize, load_mnist
+from .music import load_chorales
 
-__all__ = ["cache", "mnist", "data_dir", "fetch", "register", "sha256", "binarize", "load_mnist"]
+__all__ = ["cache", "mnist", "music", "data_dir", "fetch", "register", "sha256", "binarize", "load_mnist",
+           "load_chorales"]

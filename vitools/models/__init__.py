@@ -4,9 +4,14 @@
   and quadrature ground truth for tiny ones.
 * :mod:`.sbn` -- sigmoid belief networks with exact enumeration for small ones (Neal 1992;
   Mnih & Gregor 2014, arXiv:1402.0030).
+* :mod:`.ssm` -- linear Gaussian state-space models with the Kalman filter and exact proposals.
+* :mod:`.vrnn` -- the variational RNN (Chung et al. 2015, arXiv:1506.02216) used by FIVO.
 """
-from . import sbn, vae
+from . import sbn, ssm, vae, vrnn
 from .sbn import SBN
+from .ssm import LearnableProposal, LinearGaussianProposal, LinearGaussianSSM
+from .vrnn import VRNN
 from .vae import ExactBounds, GaussianVAE, exact_bounds, expected_elbo
 
-__all__ = ["GaussianVAE", "ExactBounds", "exact_bounds", "expected_elbo", "SBN", "sbn", "vae"]
+__all__ = ["GaussianVAE", "ExactBounds", "exact_bounds", "expected_elbo", "SBN", "LinearGaussianSSM",
+           "LinearGaussianProposal", "LearnableProposal", "VRNN", "sbn", "ssm", "vae", "vrnn"]

@@ -5,6 +5,8 @@ from .implicit import ImplicitAccuracyExplorer
 from .sbn import NVILVarianceExplorer, MultiSampleSNRExplorer
 from .vae import LatentWalker
 from .relaxed import ConcreteExplorer, RebarExplorer
+from .smc import BoundExplorer
 
 __all__ = ["Explorer", "VarianceExplorer", "ImplicitAccuracyExplorer", "NVILVarianceExplorer",
-           "MultiSampleSNRExplorer", "LatentWalker", "ConcreteExplorer", "RebarExplorer"]
+           "MultiSampleSNRExplorer", "LatentWalker", "ConcreteExplorer", "RebarExplorer",
+           "BoundExplorer"]

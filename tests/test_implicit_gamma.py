@@ -109,3 +109,116 @@ def test_gamma_bad_input():
         vt.implicit.GammaLog(alpha=-1.0)
     with pytest.raises(ValueError, match="rate must be positive"):
         vt.implicit.GammaLog(rate=0.0)
+
+
+# --- the fixed-cost evaluation: Temme's expansion for large alpha, fixed term counts per region ---
+
+from fractions import Fraction  # noqa: E402
+
+from vitools.implicit import gamma_asymptotic as asym  # noqa: E402
+
+
+def test_temme_coefficients_rederived_exactly():
+    exact = asym.temme_coefficients(6, 10)
+    # DLMF 8.12.11-12 / Temme 1979: c_0(0) = -1/3, c_0'(0) = 1/12, c_1(0) = -1/540, c_2(0) = 25/6048
+    assert exact[0][:2] == [Fraction(-1, 3), Fraction(1, 12)]
+    assert exact[1][0] == Fraction(-1, 540) and exact[2][0] == Fraction(25, 6048)
+    for k in range(6):
+        for n in range(10):
+            assert asym._C[k][n] == float(exact[k][n])       # the stored table is the rounded exact one
+
+
+def _upper_reference(alpha: float, z: float) -> float:
+    """dQ(alpha, z)/dalpha / q(z | alpha) at 40 digits (no cancellation in the upper tail)."""
+    with mpmath.workdps(40):
+        a, x = mpmath.mpf(alpha), mpmath.mpf(z)
+        dQ = mpmath.diff(lambda s: mpmath.gammainc(s, x, mpmath.inf, regularized=True), a)
+        q = mpmath.exp((a - 1) * mpmath.log(x) - x - mpmath.loggamma(a))
+        return float(dQ / q)
+
+
+def _reference(alpha: float, z: float) -> float:
+    return _upper_reference(alpha, z) if z > alpha else mp_reference(alpha, z)
+
+
+@pytest.mark.parametrize("band", range(len(asym.BANDS)))
+def test_each_temme_band_matches_mpmath_to_1e_14(band):
+    a_min, eta_max = asym.BANDS[band]
+    mu_lo, mu_hi = asym.mu_bounds(eta_max)
+    alphas = [a_min, 1.7 * a_min]
+    mus = [0.999 * mu_lo, 0.5 * mu_lo, 1e-9, 0.5 * mu_hi, 0.999 * mu_hi]
+    x = torch.tensor([a * (1 + m) for a in alphas for m in mus], dtype=torch.float64)
+    a = torch.tensor([a for a in alphas for _ in mus], dtype=torch.float64)
+    code, _ = gamma._regions(x, a)
+    assert (code < len(asym.BANDS)).all() and (code[:len(mus)] == band).all()   # routed to Temme
+    ref = torch.tensor([_reference(ai, xi) for ai, xi in zip(a.tolist(), x.tolist())], dtype=torch.float64)
+    assert ((gamma.standard_gamma_grad(x, a) - ref) / ref).abs().max() < 1e-14
+
+
+def test_far_tails_of_large_shapes_use_the_convergent_expansions():
+    alphas = [10.0, 1e3, 1e5]
+    lam = [0.05, 0.2, 3.0, 6.0]                                  # |eta| > 1: outside every band
+    x = torch.tensor([a * m for a in alphas for m in lam], dtype=torch.float64)
+    a = torch.tensor([a for a in alphas for _ in lam], dtype=torch.float64)
+    code, _ = gamma._regions(x, a)
+    assert (code >= len(asym.BANDS)).all()
+    ref = torch.tensor([_reference(ai, xi) for ai, xi in zip(a.tolist(), x.tolist())], dtype=torch.float64)
+    ours = gamma.standard_gamma_grad(x, a)
+    assert torch.isfinite(ours).all() and ((ours - ref) / ref).abs().max() < 1e-12
+
+
+def _hardest_points():
+    """Each region's slowest-converging corner: the series at the top of its z-bucket (shape
+    just above z - 1), the fraction at the bottom of its bucket (shape small, and just below z - 1)."""
+    pts = []
+    upper = [edge for edge, _ in gamma.SERIES_BUCKETS[:-1]] + [10.999]
+    for u in upper:
+        z = u * (1 - 1e-9)
+        pts += [(1e-4, z), (min(max(z - 1 + 1e-6, 1e-4), 9.9999), z)]
+    lower = [1.0 + 2e-4] + [edge for edge, _ in gamma.CF_BUCKETS[:-1]]
+    for low in lower:
+        pts += [(1e-4, low), (min(max(low - 1 - 1e-6, 1e-4), 9.9999), low)]
+    return [(a, z) for a, z in pts if a < 10]
+
+
+def test_fixed_term_counts_reach_convergence_at_the_hardest_points():
+    pts = _hardest_points()
+    a = torch.tensor([p[0] for p in pts], dtype=torch.float64)
+    z = torch.tensor([p[1] for p in pts], dtype=torch.float64)
+    code, _ = gamma._regions(z, a)
+    n_regions = len(gamma.SERIES_BUCKETS) + len(gamma.CF_BUCKETS)
+    assert len(set(code.tolist())) == n_regions                 # every series / fraction bucket is probed
+    ref = torch.tensor([_reference(ai, zi) for ai, zi in pts], dtype=torch.float64)
+    ours = torch.cat([gamma.standard_gamma_grad(z[i:i + 1], a[i:i + 1])     # one at a time: unmerged
+                      for i in range(len(pts))])
+    assert ((ours - ref) / ref).abs().max() < 1e-13
+    # a cut-short region would fail: half the terms of the bucket that needs the most
+    first_cf = code == len(asym.BANDS) + len(gamma.SERIES_BUCKETS)
+    half = gamma._continued_fraction(z[first_cf], a[first_cf], gamma.CF_BUCKETS[0][1] // 2)
+    assert ((half - ref[first_cf]) / ref[first_cf]).abs().max() > 1e-12   # would fail the 1e-13 bound
+
+
+def test_mixed_batch_merging_regions_gives_the_same_values():
+    gen = torch.Generator().manual_seed(4)
+    a = 10 ** (torch.rand(30_000, generator=gen, dtype=torch.float64) * 5 - 2)
+    z = torch._standard_gamma(a, generator=gen)
+    whole = gamma.standard_gamma_grad(z, a)                   # big regions on their own
+    pieces = torch.cat([gamma.standard_gamma_grad(z[i:i + 97], a[i:i + 97])   # small ones merged
+                        for i in range(0, 970, 97)])
+    assert torch.allclose(whole[:970], pieces, rtol=1e-13, atol=0)
+    assert gamma.standard_gamma_grad(torch.zeros(0), torch.ones(0)).shape == (0,)
+    zero = gamma.standard_gamma_grad(torch.tensor([0.0, 2.0]), torch.tensor([3.0, 3.0]))
+    assert zero[0] == 0 and zero[1] > 0
+
+
+def test_asymptotic_bad_input():
+    with pytest.raises(ValueError, match="terms must be an integer >= 1, got 0"):
+        asym.temme_coefficients(0, 5)
+    with pytest.raises(ValueError, match="degree must be an integer >= 1, got 2.5"):
+        asym.temme_coefficients(3, 2.5)
+    with pytest.raises(ValueError, match="a_min must be positive, got -1.0"):
+        asym.truncation(-1.0, 0.5)
+    with pytest.raises(ValueError, match="eta_max too large for the stored Taylor terms, got eta_max=3.0"):
+        asym.truncation(10.0, 3.0)
+    with pytest.raises(ValueError, match="eta_max must be positive, got 0.0"):
+        asym.mu_bounds(0.0)

@@ -5,8 +5,9 @@ $dz/d\theta = -(\partial F(z \mid \theta)/\partial\theta) / q(z \mid \theta)$ ne
 and a differentiable CDF, never an inverse CDF.
 
 * :mod:`~vitools.implicit.core`: the autograd Function and the CDF-to-gradient helper;
-* :mod:`~vitools.implicit.gamma`: Gamma (shape, rate) with a float64 series / continued
-  fraction for $\partial_\alpha P(\alpha, z)$;
+* :mod:`~vitools.implicit.gamma`: Gamma (shape, rate) with $\partial_\alpha P(\alpha, z)$ in
+  float64 from a series / continued fraction (small shapes) or Temme's uniform asymptotic
+  expansion (:mod:`~vitools.implicit.gamma_asymptotic`, shapes >= 10), fixed term counts;
 * :mod:`~vitools.implicit.beta`: Dirichlet and Beta through Gammas, Beta through its CDF;
 * :mod:`~vitools.implicit.von_mises`: ``VonMises.rsample`` (Best-Fisher sampler, Hill's CDF);
 * :mod:`~vitools.implicit.alternatives`: finite differences, approximate inverse CDF, RSVI;

@@ -342,3 +342,16 @@ def test_variance_check_has_power():
     s = dg.summarize(g)
     z = (s.variance - dg.exact_variance(est("pathwise"), problem, theta).double()) / s.variance_std_error
     assert z.abs().min() > 2.5 * Z_MAX
+
+
+def test_two_sample_z_detects_a_shift_and_not_noise():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(20_000, 3, generator=gen), torch.randn(20_000, 3, generator=gen)
+    assert vt.diagnostics.two_sample_z(a, b).abs().max() < 4
+    assert (vt.diagnostics.two_sample_z(a + 0.1, b).abs() > 4).all()
+    same = torch.ones(10, 2)
+    assert torch.equal(vt.diagnostics.two_sample_z(same, same), torch.zeros(2))
+    with pytest.raises(ValueError, match="reference must have per-estimate shape"):
+        vt.diagnostics.two_sample_z(a, b[:, :2])
+    with pytest.raises(ValueError, match="grads must have at least 2"):
+        vt.diagnostics.two_sample_z(a[:1], b)

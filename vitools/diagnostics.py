@@ -119,6 +119,28 @@ def summarize(grads: torch.Tensor, exact: torch.Tensor | None = None) -> Gradien
     return GradientSummary(mean, variance, std_error, snr, exact, bias_z, n, variance_std_error)
 
 
+def two_sample_z(grads: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    r"""Per-parameter z-score of the difference of two estimators' means,
+    $(\bar g - \bar r) / \sqrt{s_g^2/n_g + s_r^2/n_r}$, for ``[n, ...]`` samples of each.
+
+    Use it where no exact gradient exists but an unbiased estimator does (e.g. STL or DReG
+    against IWAE): $|z| > 4$ says the two do not estimate the same thing. Parameters whose
+    estimates have zero variance in both get 0 when the means agree exactly.
+    """
+    for name, g in (("grads", grads), ("reference", reference)):
+        if g.dim() < 1 or g.shape[0] < 2:
+            raise ValueError(f"{name} must have at least 2 estimates along dim 0, got shape {tuple(g.shape)}")
+        checks.finite(name, g)
+    if grads.shape[1:] != reference.shape[1:]:
+        raise ValueError(f"reference must have per-estimate shape {tuple(grads.shape[1:])}, "
+                         f"got {tuple(reference.shape[1:])}")
+    a, b = grads.detach().double(), reference.detach().double()
+    se = (a.var(0) / a.shape[0] + b.var(0) / b.shape[0]).sqrt()
+    diff = a.mean(0) - b.mean(0)
+    return torch.where(se > 0, diff / torch.where(se > 0, se, torch.ones_like(se)),
+                       torch.where(diff == 0, torch.zeros_like(diff), torch.full_like(diff, float("inf"))))
+
+
 def compare(estimators, problem, theta, n: int = 10_000, k: int = 1, seed: int | None = 0,
             only_applicable: bool = True) -> dict[str, GradientSummary]:
     """Summaries for several estimators on the same problem, keyed by estimator label.

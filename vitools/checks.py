@@ -76,6 +76,17 @@ def shape(name: str, value: torch.Tensor, expected: tuple, what: str = "") -> to
     return value
 
 
+def data_matrix(name: str, value, width: int) -> torch.Tensor:
+    """A ``[N, width]`` tensor, ``N >= 1``, of intensities in [0, 1] (binary or greyscale images)."""
+    if not isinstance(value, torch.Tensor) or value.dim() != 2:
+        shown = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"{name} must be a tensor of shape [N, {width}], got {shown}")
+    shape(name, value, (width,), "input_dim")
+    count(f"{name}.shape[0]", value.shape[0])
+    probability(name, value.detach())
+    return value
+
+
 def choice(name: str, value, options) -> str:
     """One of a fixed set of strings."""
     if value not in options:

@@ -4,14 +4,18 @@
   and quadrature ground truth for tiny ones.
 * :mod:`.sbn` -- sigmoid belief networks with exact enumeration for small ones (Neal 1992;
   Mnih & Gregor 2014, arXiv:1402.0030).
+* :mod:`.categorical_vae` -- a VAE with categorical latents trained through Gumbel-Softmax
+  relaxations (Jang et al. 2017, arXiv:1611.01144; Maddison et al. 2017, arXiv:1611.00712).
 * :mod:`.ssm` -- linear Gaussian state-space models with the Kalman filter and exact proposals.
 * :mod:`.vrnn` -- the variational RNN (Chung et al. 2015, arXiv:1506.02216) used by FIVO.
 """
-from . import sbn, ssm, vae, vrnn
+from . import categorical_vae, sbn, ssm, vae, vrnn
+from .categorical_vae import CategoricalVAE, DiscreteBounds
 from .sbn import SBN
 from .ssm import LearnableProposal, LinearGaussianProposal, LinearGaussianSSM
 from .vrnn import VRNN
 from .vae import ExactBounds, GaussianVAE, exact_bounds, expected_elbo
 
 __all__ = ["GaussianVAE", "ExactBounds", "exact_bounds", "expected_elbo", "SBN", "LinearGaussianSSM",
-           "LinearGaussianProposal", "LearnableProposal", "VRNN", "sbn", "ssm", "vae", "vrnn"]
+           "LinearGaussianProposal", "LearnableProposal", "VRNN", "CategoricalVAE", "DiscreteBounds",
+           "categorical_vae", "sbn", "ssm", "vae", "vrnn"]

@@ -177,14 +177,8 @@ class GaussianVAE(nn.Module):
 
     # ---------------------------------------------------------------- checks
     def _check_x(self, x) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.dim() != 2:
-            shown = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must be a tensor of shape [N, {self.input_dim}], got {shown}")
-        checks.shape("x", x, (self.input_dim,), "input_dim")
-        checks.count("x.shape[0]", x.shape[0])
-        checks.probability("x", x.detach())
-        ref = self._zero
-        return x.to(device=ref.device, dtype=ref.dtype)
+        x = checks.data_matrix("x", x, self.input_dim)
+        return x.to(device=self._zero.device, dtype=self._zero.dtype)
 
 
 # ------------------------------------------------------------------------------------------

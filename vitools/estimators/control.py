@@ -23,6 +23,9 @@ $\mathbb{E}\|\hat g\|^2$ (= variance + a constant) by differentiating $\hat g$ i
 ARM (Yin & Zhou 2019, arXiv:1807.11143) and DisARM (Dong, Mnih & Tucker 2020,
 arXiv:2006.10680) use an antithetic pair of Bernoulli vectors from one uniform vector $u$
 and need no relaxation; a sample of ``k`` means ``k`` pairs (``2k`` cost evaluations).
+
+REBAR, RELAX, ARM and DisARM also train sigmoid belief nets: ``est.loss(model, x, k)``, the
+multi-layer treatment of :mod:`.relaxed_sbn`.
 """
 from __future__ import annotations
 
@@ -33,7 +36,9 @@ from torch import nn
 from .. import checks
 from . import register
 from .base import Estimator, linear_surrogate, score_box
+from . import relaxed_sbn
 from .relaxed import Latent, uniform, why_no_relaxation, why_not_discrete
+from .relaxed_sbn import ModelSupport, is_sbn
 
 
 def conditional_noisy_logits(latent: Latent, hard: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -51,12 +56,19 @@ def conditional_noisy_logits(latent: Latent, hard: torch.Tensor, logits: torch.T
     return torch.where(hard > 0, -torch.log(top), others)
 
 
-class RelaxFamily(Estimator):
-    """Shared machinery of ``rebar``, ``relax`` and ``lax``: control parameters, their training."""
+class RelaxFamily(ModelSupport, Estimator):
+    """Shared machinery of ``rebar``, ``relax`` and ``lax``: control parameters, their training.
+
+    On a sigmoid belief net (REBAR, RELAX): ``loss(model, x, k, update=True)`` takes one Adam
+    step on the control parameters (``parameters(model)``, learning rate ``lr``) per call with
+    ``update=True`` under autograd (their own step: the surrogate's gradient does not reach them);
+    :meth:`fit_control_variate` trains them for a fixed model.
+    """
 
     use_network = True
     use_relaxed_cost = True
     conditional = True
+    train_steps_per_call = 1
 
     def __init__(self, temperature: float = 0.5, eta: float = 1.0, baseline: bool = True, hidden: int = 16,
                  lr: float = 0.03, train_steps: int = 100, train_batch: int = 128):
@@ -79,6 +91,8 @@ class RelaxFamily(Estimator):
         self.baseline = nn.Parameter(torch.tensor(0.0))
         self.net: nn.Module | None = None
         self.optimizer = None
+        self.sbn_controls: nn.Module | None = None
+        self.sbn_optimizer = None
 
     @property
     def temperature(self) -> float:
@@ -88,13 +102,44 @@ class RelaxFamily(Estimator):
     def label(self) -> str:
         return self.name.upper()
 
-    def parameters(self) -> list[torch.Tensor]:
-        """The control-variate parameters $\\phi$ (built for the problem at first use)."""
+    def parameters(self, model=None) -> list[torch.Tensor]:
+        """The control-variate parameters $\\phi$ (built for the problem at first use); with a
+        sigmoid belief net ``model``, those of the model-level estimator (per-layer networks)."""
         params = [self.eta, self.log_temperature] if self.use_relaxed_cost else [self.log_temperature]
         params = params + ([self.baseline] if self.use_baseline else [])
+        if model is not None:
+            self.check(model, torch.zeros(1, model.x_dim, device=model.prior_logits.device), 1)
+            device = next(model.parameters()).device
+            for p in (self.eta, self.log_temperature, self.baseline):
+                p.data = p.data.to(device)
+            if self.use_network and self.sbn_controls is None:
+                self.sbn_controls = relaxed_sbn.SBNControls(model.x_dim, model.latent, self.hidden).to(device)
+            return params + (list(self.sbn_controls.parameters()) if self.use_network else [])
         return params + (list(self.net.parameters()) if self.net is not None else [])
 
+    def modules(self):
+        return {"sbn_controls": self.sbn_controls} if self.sbn_controls is not None else {}
+
+    def check(self, model, x, k):
+        if not self.conditional:
+            raise ValueError(f"model must be a toy problem for {self.name}: LAX on sigmoid belief nets "
+                             "is not implemented (use rebar or relax)")
+        super().check(model, x, k)
+
+    def _loss(self, model, x, k, update):
+        self.parameters(model)
+        return relaxed_sbn.relax_loss(self, model, x, k, update)
+
+    def fit_control_variate(self, model, x, k: int = 1, steps: int | None = None,
+                            batch_size: int = 100) -> list[float]:
+        """Train the control parameters for a fixed sigmoid belief net (``steps`` defaults to
+        ``train_steps``); see :func:`vitools.estimators.relaxed_sbn.fit_control_variate`."""
+        steps = self.train_steps if steps is None else steps
+        return relaxed_sbn.fit_control_variate(self, model, x, k, steps, batch_size)
+
     def why_not(self, problem):
+        if is_sbn(problem):
+            return None if self.conditional else "LAX on sigmoid belief nets is not implemented; use rebar or relax"
         if self.use_relaxed_cost:
             return why_no_relaxation(problem)
         return why_not_discrete(problem)
@@ -203,8 +248,13 @@ class LAX(RelaxFamily):
 
 
 
-class _Antithetic(Estimator):
+class _Antithetic(ModelSupport, Estimator):
+    def _loss(self, model, x, k, update):
+        return relaxed_sbn.antithetic_loss(self.name, model, x, k)
+
     def why_not(self, problem):
+        if is_sbn(problem):
+            return None
         reason = why_not_discrete(problem)
         if reason is None and Latent(problem, problem.init_params().detach()).kind != "bernoulli":
             return "it is defined for Bernoulli (binary) latents only"

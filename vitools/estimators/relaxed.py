@@ -45,6 +45,7 @@ from torch import distributions as Dist
 
 from .. import checks
 from . import register
+from . import relaxed_sbn
 from .base import Estimator
 
 TINY = 1e-6                      # uniforms are drawn in [TINY, 1 - TINY]
@@ -212,8 +213,9 @@ def why_no_relaxation(problem) -> str | None:
 def why_not_discrete(problem) -> str | None:
     """``None`` when the problem's latents are Bernoulli bits or one categorical variable."""
     if not all(hasattr(problem, a) for a in ("init_params", "distribution", "cost")):
-        return ("it works on problems with distribution(theta) and cost(z); latent-variable models "
-                "(loss(model, x, k)) are not supported yet")
+        return ("it works on problems with distribution(theta) and cost(z); among latent-variable "
+                "models only sigmoid belief nets are supported (rebar, relax, arm, disarm, "
+                "gumbel_softmax, straight_through)")
     try:
         Latent(problem, problem.init_params().detach())
     except ValueError as err:
@@ -259,8 +261,9 @@ def relaxed_cost(problem, soft: torch.Tensor) -> torch.Tensor | None:
 # --------------------------------------------------------------------------------------
 # Estimators
 # --------------------------------------------------------------------------------------
-class _Relaxed(Estimator):
+class _Relaxed(relaxed_sbn.ModelSupport, Estimator):
     unbiased = False
+    sbn_mode: str | None = None          # "relaxed" / "straight_through": also trains sigmoid belief nets
 
     def __init__(self, temperature: float = 0.5, **options):
         checks.positive("temperature", temperature)
@@ -268,7 +271,17 @@ class _Relaxed(Estimator):
         super().__init__(temperature=self.temperature, **options)
 
     def why_not(self, problem):
+        if relaxed_sbn.is_sbn(problem):
+            return None if self.sbn_mode else f"{self.name} on sigmoid belief nets is not implemented"
         return why_no_relaxation(problem)
+
+    def check(self, model, x, k):
+        if self.sbn_mode is None:
+            raise ValueError(f"model must be a toy problem for {self.name}: {self.why_not(model)}")
+        super().check(model, x, k)
+
+    def _loss(self, model, x, k, update):
+        return relaxed_sbn.relaxed_loss(self.sbn_mode, self.temperature, model, x, k)
 
     def surrogate(self, problem, theta, k=1):
         latent = Latent(problem, theta)
@@ -286,6 +299,7 @@ class GumbelSoftmax(_Relaxed):
     """
 
     name = "gumbel_softmax"
+    sbn_mode = "relaxed"
 
     def relaxed_sample(self, latent, k):
         return latent.soft_from(latent.noisy_logits(k), self.temperature)
@@ -297,6 +311,7 @@ class StraightThrough(_Relaxed):
     $f(b)$ at the hard sample, backward $\partial f/\partial b \cdot \partial \tilde b/\partial\theta$."""
 
     name = "straight_through"
+    sbn_mode = "straight_through"
 
     def __init__(self, temperature: float = 1.0):
         super().__init__(temperature)

@@ -1,0 +1,147 @@
+"""Tests for vitools.estimators.relaxed_sbn (REBAR, RELAX, ARM, DisARM, Gumbel-Softmax and
+straight-through on sigmoid belief nets): unbiasedness for the exact ELBO gradient by
+enumeration of a 2-layer (2 + 1 bits) SBN, before and after training the control variates,
+power checks, the relaxations' bias measured, input checks."""
+import pytest
+import torch
+
+import vitools as vt
+from vitools.estimators import get, relaxed_sbn
+from vitools.estimators.amortized import model_grad_samples
+from vitools.models.sbn import SBN
+
+X = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0]])
+
+
+def tiny(latent=(2, 1), seed=0):
+    torch.manual_seed(seed)
+    model = SBN(5, latent)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+    return model
+
+
+def exact_grad(model, x=X):
+    params = list(model.parameters())
+    return torch.cat([g.flatten() for g in torch.autograd.grad(model.exact_elbo(x).sum(), params)]).double()
+
+
+def batch_means(est, model, batches=40, m=250, k=1, seed=3):
+    """``[batches, P]``: each row the gradient of the mean surrogate over ``m`` copies of X
+    (``m`` independent estimates averaged; the estimator's state frozen)."""
+    params = list(model.parameters())
+    rows = []
+    with vt.config.seeded(seed):
+        for _ in range(batches):
+            loss = est.loss(model, X.expand(m, X.shape[1]), k, update=False).mean()
+            grads = torch.autograd.grad(loss, params)
+            rows.append(torch.cat([g.flatten() for g in grads]))
+    return torch.stack(rows).double()
+
+
+def max_abs_z(samples, exact):
+    var = samples.var(0)
+    still = var == 0                      # pixels that are 0 in X: encoder weights get exactly zero
+    assert torch.allclose(samples.mean(0)[still], exact[still])
+    z = (samples.mean(0) - exact)[~still] / (var[~still] / samples.shape[0]).sqrt()
+    return z.abs().max().item()
+
+
+@pytest.mark.parametrize("name", ["arm", "disarm"])
+def test_antithetic_unbiased_by_enumeration(name):
+    model = tiny()
+    samples = model_grad_samples(get(name), model, X, n=20_000, k=1, seed=1)
+    flat = torch.cat([samples["model." + n].flatten(1) for n, _ in model.named_parameters()], 1).double()
+    assert max_abs_z(flat, exact_grad(model)) < 4
+
+
+@pytest.mark.parametrize("name", ["rebar", "relax"])
+def test_relax_family_unbiased_before_and_after_training(name):
+    model = tiny()
+    est = get(name, hidden=8, lr=0.05)
+    exact = exact_grad(model)
+    assert max_abs_z(batch_means(est, model), exact) < 4
+    before = [p.detach().clone() for p in est.parameters(model)]
+    history = est.fit_control_variate(model, X.expand(64, 5), k=1, steps=15, batch_size=64)
+    after = est.parameters(model)
+    assert any((a - b).abs().max() > 1e-3 for a, b in zip(after, before))       # really trained
+    assert sum(history[-5:]) < sum(history[:5])                                  # second moment falls
+    assert max_abs_z(batch_means(est, model, seed=4), exact) < 4
+
+
+def test_a_wrong_conditional_sample_is_caught(monkeypatch):
+    """Power: a conditional sample z~ that is not reparameterised in the logits is biased."""
+    model = tiny()
+    est = get("rebar")
+    right = relaxed_sbn.conditional_bits
+
+    def detached(hard, logits, v):
+        return right(hard, logits.detach(), v)
+    monkeypatch.setattr(relaxed_sbn, "conditional_bits", detached)
+    assert max_abs_z(batch_means(est, model), exact_grad(model)) > 4
+
+
+def test_antithetic_power_a_sign_error_is_caught(monkeypatch):
+    """Power: ARM with the antithetic signal's sign flipped fails by a wide margin."""
+    model = tiny()
+    original = relaxed_sbn.signal
+    calls = {"n": 0}
+
+    def flipped(model_, x, hs):
+        calls["n"] += 1
+        out = original(model_, x, hs)
+        return -out if calls["n"] > 1 else out           # the partners' signals negated
+    monkeypatch.setattr(relaxed_sbn, "signal", flipped)
+    samples = model_grad_samples(get("arm"), model, X, n=5_000, k=1, seed=1)
+    flat = torch.cat([samples["model." + n].flatten(1) for n, _ in model.named_parameters()], 1).double()
+    assert max_abs_z(flat, exact_grad(model)) > 4
+
+
+@pytest.mark.parametrize("name", ["gumbel_softmax", "straight_through"])
+def test_relaxations_are_biased_and_the_bias_is_measured(name):
+    model = tiny()
+    samples = batch_means(get(name), model)
+    assert max_abs_z(samples, exact_grad(model)) > 4
+
+
+def test_one_layer_and_training_step_runs():
+    model = tiny(latent=(3,))
+    est = get("relax", hidden=8)
+    x = X.expand(16, 5)
+    params = [*model.parameters(), *est.parameters(model)]
+    before = est.eta.detach().clone()
+    loss = est.loss(model, x, k=2)                       # update=True: one control-variate step
+    assert loss.shape == (16,) and torch.isfinite(loss).all()
+    assert not torch.equal(before, est.eta.detach())
+    (-loss.mean()).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert len(params) > len(list(model.parameters()))
+
+
+def test_why_not_accepts_sbns():
+    model = tiny()
+    for name in ("rebar", "relax", "arm", "disarm", "gumbel_softmax", "straight_through"):
+        assert get(name).applies_to(model)
+    assert "not implemented" in get("lax").why_not(model)
+    assert "not implemented" in get("igr").why_not(model)
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = tiny()
+    with pytest.raises(ValueError, match="x must"):
+        get("rebar").loss(model, torch.full((2, 5), 0.5))
+    with pytest.raises(ValueError, match="k must be"):
+        get("arm").loss(model, X, k=0)
+    with pytest.raises(ValueError, match="x must"):
+        get("disarm").loss(model, torch.ones(2, 4))
+    with pytest.raises(ValueError, match="model must be a sigmoid belief net"):
+        get("arm").loss(vt.problems.BernoulliQuadratic(), X)
+    with pytest.raises(ValueError, match="model must be a toy problem"):
+        get("lax").loss(model, X)
+    with pytest.raises(ValueError, match="steps must be"):
+        get("rebar").fit_control_variate(model, X, steps=-1)
+    with pytest.raises(ValueError, match="batch_size must be"):
+        get("relax").fit_control_variate(model, X, batch_size=0)
+    with pytest.raises(ValueError, match="torch.func transforms"):         # vmap would crash, not raise
+        model_grad_samples(get("rebar"), model, X, n=4)

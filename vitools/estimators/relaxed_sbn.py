@@ -1,0 +1,296 @@
+r"""REBAR, RELAX, ARM, DisARM, Gumbel-Softmax and straight-through on sigmoid belief nets.
+
+The model-level side (``loss(model, x, k) -> [N]``, see :mod:`.amortized`) of the toy
+estimators in :mod:`.control` and :mod:`.relaxed`. The objective is the ELBO with learning
+signal $f(h) = \log p_\theta(x, h) - \log q_\phi(h \mid x)$; the model's $\theta$ gets the
+pathwise term $\nabla_\theta \log p_\theta(x, h)$, and each stochastic layer $l$ of
+$q(h \mid x) = \prod_l q(h_l \mid h_{l-1})$ gets the estimator's gradient with respect to its
+logits $\ell_l = g_l(h_{l-1})$ (``[K, N, d_l]``), chained to $\phi_l$ by autograd
+(:func:`vitools.estimators.base.linear_surrogate` style). The term
+$\mathbb{E}_q[\nabla_\phi f] = -\mathbb{E}_q[\nabla_\phi \log q] = 0$ is dropped, as NVIL does.
+
+All layers share one set of uniforms ``u`` (``[K, N, d_l]`` per layer):
+$h_l = \mathbb{1}[u_l < \sigma(\ell_l)]$, i.e. noisy logits $z_l = \ell_l + \mathrm{logit}(1 - u_l)$,
+$h_l = H(z_l)$.
+
+* **REBAR / RELAX** (Tucker et al. 2017, arXiv:1703.07370, Sec. 3 and App.; Grathwohl et al.
+  2018, arXiv:1711.00123, Sec. 3.3 and App.): for layer $l$, with $h_{<l}$ fixed,
+  $\hat g_l = [f(h) - c(\tilde z_l)]\,(h_l - \sigma(\ell_l)) + \nabla_{\ell_l} c(z_l)
+  - \nabla_{\ell_l} c(\tilde z_l)$, $\tilde z_l \sim p(z_l \mid h_l)$, where $c$ evaluates the
+  *relaxed forward pass*: $\tilde h_l = \sigma_\lambda(z_l)$, then every later layer
+  $\tilde h_j = \sigma_\lambda(g_j(\tilde h_{j-1}) + \mathrm{logit}(1 - u_j))$ with the same
+  uniforms as the hard pass, and $c = \eta f(h_{<l}, \tilde h_{\ge l}) + r_{\rho,l}(\tilde h_l, x)$
+  (+ a learned constant), Bernoulli log-densities evaluated at relaxed points. Given $h_{<l}$
+  and $u_{>l}$, $c$ is a function of $z_l$ alone, so $\hat g_l$ is unbiased for every
+  $(\eta, \lambda, \rho)$. These are trained by Adam on the mean $\sum_l \|\hat g_l\|^2$ (the
+  second moment of the logit gradients, a cheap proxy of the $\phi$-gradient variance),
+  differentiating $\hat g$ itself: one step per ``loss(..., update=True)`` call, on the
+  same samples (as in the RELAX paper's Algorithm 2), or :func:`fit_control_variate`.
+* **ARM / DisARM** (Yin & Zhou 2019, arXiv:1807.11143; Dong et al. 2020, arXiv:2006.10680,
+  Sec. 5 for multi-layer nets): for layer $l$, the antithetic partner $\check h_l$ of $h_l$
+  (from the same $u_l$) is propagated through the later layers with the same $u_{>l}$;
+  the pair's signals give the layer's ARM/DisARM gradient. One extra pass per layer; the
+  layer-1 partner is itself a draw from $q$ and joins the value and $\theta$ terms.
+* **Gumbel-Softmax / straight-through** (biased): the relaxed (or straight-through) forward
+  pass of every layer, differentiated end to end; the value is the ELBO estimate at $H(z)$.
+
+Shapes: ``x`` ``[N, D]``; per-sample signals ``[K, N]``; the surrogate ``[N]``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import checks
+from ..models.sbn import bernoulli_log_prob
+
+
+def is_sbn(model) -> bool:
+    """Whether ``model`` is a layered Bernoulli model these estimators understand."""
+    return all(hasattr(model, a) for a in ("encoders", "decoders", "latent", "log_p_layers",
+                                           "log_q_layers", "check_data"))
+
+
+def why_not_sbn(model) -> str | None:
+    if is_sbn(model):
+        return None
+    return "it needs a sigmoid belief net (encoders, decoders, log_p_layers, log_q_layers)"
+
+
+def check_call(estimator, model, x, k) -> None:
+    reason = why_not_sbn(model)
+    if reason is not None:
+        raise ValueError(f"model must be a sigmoid belief net for {estimator.name}, got "
+                         f"{type(model).__name__}: {reason}")
+    checks.count("k", k)
+    model.check_data(x)
+
+
+class ModelSupport:
+    """Mixin giving a toy-problem estimator the model-level protocol of :mod:`.amortized`:
+    ``loss(model, x, k, update=True) -> [N]``; subclasses implement ``_loss``."""
+
+    def check(self, model, x, k) -> None:
+        check_call(self, model, x, k)
+
+    def loss(self, model, x: torch.Tensor, k: int = 1, update: bool = True) -> torch.Tensor:
+        """The per-example surrogate ``[N]`` of the ELBO (see the module docstring)."""
+        self.check(model, x, k)
+        return self._loss(model, x, k, update)
+
+    def parameters(self, model=None) -> list[nn.Parameter]:
+        """Trainable estimator parameters (none for ARM, DisARM and the relaxations)."""
+        return []
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {}
+
+
+# ---------------------------------------------------------------------- hard passes
+def draw(model, x: torch.Tensor, k: int):
+    """``(u, hs, logits)``: uniforms, hard latents and the logits of each layer, ``[k, N, d_l]``
+    each; ``logits[l]`` is differentiable in $\\phi_l$ only (the layer below is hard)."""
+    us, hs, logits = [], [], []
+    below = x
+    for enc in model.encoders:
+        lg = enc(below)
+        lg = lg.expand(k, *lg.shape[-2:])
+        u = _relaxed.uniform(lg.shape, lg)
+        h = (u < torch.sigmoid(lg.detach())).to(lg.dtype)
+        us.append(u), hs.append(h), logits.append(lg)
+        below = h
+    return us, hs, logits
+
+
+def propagate(model, hs, start: int, value: torch.Tensor, us) -> list[torch.Tensor]:
+    """Latents with layers ``< start`` from ``hs``, layer ``start`` = ``value`` and the layers
+    above drawn from $q$ with the uniforms ``us`` (common random numbers)."""
+    out = [*hs[:start], value]
+    with torch.no_grad():
+        for j in range(start + 1, len(hs)):
+            out.append((us[j] < torch.sigmoid(model.encoders[j](out[-1]))).to(value.dtype))
+    return out
+
+
+def signal(model, x, hs) -> torch.Tensor:
+    """$f(h) = \\log p(x, h) - \\log q(h \\mid x)$, ``[K, N]``."""
+    return sum(model.log_p_layers(x, hs)) - sum(model.log_q_layers(x, hs))
+
+
+def noise(u: torch.Tensor) -> torch.Tensor:
+    """$\\mathrm{logit}(1 - u)$: $z = \\ell + $ this gives $H(z) = \\mathbb{1}[u < \\sigma(\\ell)]$."""
+    return torch.log1p(-u) - torch.log(u)
+
+
+def conditional_bits(hard, logits, v) -> torch.Tensor:
+    """$\\tilde z \\sim p(z \\mid b)$ for logistic-noise bits, reparameterised by uniforms ``v``."""
+    logit_v = torch.log(v) - torch.log1p(-v)
+    ones = torch.nn.functional.softplus(logit_v + torch.nn.functional.softplus(logits))
+    zeros = -torch.nn.functional.softplus(logit_v + torch.nn.functional.softplus(-logits))
+    return torch.where(hard > 0, ones, zeros)
+
+
+# ---------------------------------------------------------------------- relaxed passes
+def relaxed_signal(model, x, hs, us, start: int, logits_start, z_start, temperature, mode="relaxed"):
+    """$f$ along the relaxed forward pass from layer ``start`` (layers below from ``hs``):
+    ``mode="relaxed"`` feeds $\\sigma_\\lambda(z)$ upwards, ``"straight_through"`` feeds
+    $H(z) + \\sigma_\\lambda(z) - \\mathrm{sg}(\\sigma_\\lambda(z))$. Returns ``(f [K, N], first relaxed layer)``."""
+    def relax(z):
+        soft = torch.sigmoid(z / temperature)
+        if mode == "straight_through":
+            return (z > 0).to(z.dtype) + soft - soft.detach()
+        return soft
+
+    first = relax(z_start)
+    layers = [*hs[:start], first]
+    log_q = bernoulli_log_prob(logits_start, first)
+    for j in range(start + 1, len(hs)):
+        lg = model.encoders[j](layers[-1])
+        h = relax(lg + noise(us[j]))
+        log_q = log_q + bernoulli_log_prob(lg, h)
+        layers.append(h)
+    if start:                                                    # the hard layers below: constants
+        log_q = log_q + sum(model.log_q_layers(x, hs[:start])).detach()
+    return sum(model.log_p_layers(x, layers)) - log_q, first
+
+
+class SBNControls(nn.Module):
+    """RELAX's per-layer networks $r_{\\rho,l}(\\tilde h_l, x)$ (one tanh hidden layer, output
+    initialised to zero so that RELAX starts as REBAR)."""
+
+    def __init__(self, x_dim: int, latent, hidden: int):
+        super().__init__()
+        self.nets = nn.ModuleList()
+        for d in latent:
+            net = nn.Sequential(nn.Linear(d + x_dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+            nn.init.zeros_(net[2].weight)
+            nn.init.zeros_(net[2].bias)
+            self.nets.append(net)
+
+    def forward(self, layer: int, soft: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        xs = x.expand(*soft.shape[:-1], x.shape[-1])
+        return self.nets[layer](torch.cat([soft, xs], -1)).squeeze(-1)            # [K, N]
+
+
+def relax_layer_grads(est, model, x, us, hs, logits, f, create_graph: bool = False) -> list[torch.Tensor]:
+    r"""$\hat g_l$ for every layer, ``[K, N, d_l]`` each (differentiable in the control
+    parameters when ``create_graph``; detach them for the model's surrogate)."""
+    temp = est.log_temperature.exp()
+    grads = []
+    for l in range(len(hs)):
+        lg = logits[l].detach().requires_grad_(True)
+        v = _relaxed.uniform(lg.shape, lg)
+        n_l = noise(us[l])
+
+        def control(lv, z):
+            f_rel, soft = relaxed_signal(model, x, hs, us, l, lv, z, temp)
+            out = est.eta * f_rel if est.use_relaxed_cost else torch.zeros_like(f_rel)
+            if est.use_baseline:
+                out = out + est.baseline
+            if est.use_network:
+                out = out + est.sbn_controls(l, soft, x)
+            return out                                                        # [K, N]
+
+        with torch.enable_grad():
+            c_z = control(lg, lg + n_l)
+            c_tilde = control(lg, conditional_bits(hs[l], lg, v))
+            (pathwise,) = torch.autograd.grad((c_z - c_tilde).sum(), lg, create_graph=create_graph)
+        score = hs[l] - torch.sigmoid(lg.detach())                           # grad of log q(h_l)
+        c_tilde = c_tilde if create_graph else c_tilde.detach()              # the signal's c(z~)
+        grads.append((f.detach() - c_tilde).unsqueeze(-1) * score + pathwise)
+    return grads
+
+
+def relax_loss(est, model, x, k, update):
+    """REBAR/RELAX surrogate ``[N]`` for ``est`` (a :class:`vitools.estimators.control.RelaxFamily`);
+    with ``update`` (under autograd) one Adam step on the control parameters first."""
+    if torch._C._functorch.maybe_current_level() is not None:
+        raise ValueError(f"estimator must not run inside torch.func transforms for {est.name} on a sigmoid "
+                         "belief net (its control variate differentiates with torch.autograd.grad): use "
+                         "batch means of est.loss(model, x.expand(m, -1), k) instead of model_grad_samples")
+    us, hs, logits = draw(model, x, k)
+    f = signal(model, x, hs)                                                  # [K, N]
+    log_p = sum(model.log_p_layers(x, hs))
+    train = update and torch.is_grad_enabled() and est.train_steps_per_call > 0
+    params = est.parameters(model)
+    grads = relax_layer_grads(est, model, x, us, hs, logits, f, create_graph=train)
+    if train:
+        _control_step(est, params, grads)
+    out = f.detach() + (log_p - log_p.detach())
+    for lg, g in zip(logits, grads):
+        out = out + ((lg - lg.detach()) * g.detach()).sum(-1)
+    return out.mean(0)
+
+
+def _control_step(est, params, grads) -> float:
+    loss = sum(g.pow(2).sum(-1).mean() for g in grads)
+    if est.sbn_optimizer is None:
+        est.sbn_optimizer = torch.optim.Adam(params, lr=est.lr)
+    updates = torch.autograd.grad(loss, params, allow_unused=True)
+    for p, g in zip(params, updates):
+        p.grad = None if g is None else g.detach()
+    est.sbn_optimizer.step()
+    return float(loss.detach())
+
+
+def fit_control_variate(est, model, x: torch.Tensor, k: int = 1, steps: int = 100,
+                        batch_size: int = 100) -> list[float]:
+    """Train REBAR/RELAX's control parameters for a *fixed* model on minibatches of ``x``
+    (the model is not updated); returns the second moment $\\sum_l \\|\\hat g_l\\|^2$ per step."""
+    check_call(est, model, x, k)
+    steps = checks.count("steps", steps, minimum=0)
+    batch_size = checks.count("batch_size", batch_size)
+    params = est.parameters(model)
+    history = []
+    for _ in range(steps):
+        index = torch.randint(x.shape[0], (min(batch_size, x.shape[0]),), device=x.device)
+        xb = x[index]
+        with torch.no_grad():
+            us, hs, logits = draw(model, xb, k)
+            f = signal(model, xb, hs)
+        with torch.enable_grad():
+            grads = relax_layer_grads(est, model, xb, us, hs, logits, f, create_graph=True)
+            history.append(_control_step(est, params, grads))
+    return history
+
+
+# ---------------------------------------------------------------------- ARM / DisARM
+def antithetic_loss(kind: str, model, x, k):
+    """ARM (``kind="arm"``) or DisARM (``"disarm"``) surrogate ``[N]``, one partner pass per layer."""
+    us, hs, logits = draw(model, x, k)
+    f = signal(model, x, hs).detach()
+    log_p = sum(model.log_p_layers(x, hs))
+    out = torch.zeros_like(f)
+    value, pathwise = f, log_p
+    for l in range(len(hs)):
+        lg, u = logits[l].detach(), us[l]
+        if kind == "arm":
+            partner = (u > torch.sigmoid(-lg)).to(u.dtype)                      # h_l = 1[u < sigma]
+        else:
+            partner = (1 - u < torch.sigmoid(lg)).to(u.dtype)
+        hs_partner = propagate(model, hs, l, partner, us)
+        with torch.no_grad() if l else torch.enable_grad():
+            f_partner = signal(model, x, hs_partner)
+            if l == 0:                                                         # a second draw from q
+                value = 0.5 * (f + f_partner.detach())
+                pathwise = 0.5 * (log_p + sum(model.log_p_layers(x, hs_partner)))
+        diff = (f - f_partner.detach()).unsqueeze(-1)                         # f(h) - f(partner)
+        if kind == "arm":
+            g = -diff * (u - 0.5)                                             # [f(b1) - f(b2)](u - 1/2)
+        else:
+            g = 0.5 * diff * (1 - 2 * partner) * (hs[l] != partner).to(u.dtype) * torch.sigmoid(lg.abs())
+        out = out + ((logits[l] - lg) * g).sum(-1)
+    return (value + (pathwise - pathwise.detach()) + out).mean(0)
+
+
+# ---------------------------------------------------------------------- biased baselines
+def relaxed_loss(mode: str, temperature: float, model, x, k):
+    """Gumbel-Softmax (``mode="relaxed"``) or straight-through surrogate ``[N]``: the value is the
+    ELBO estimate at the hard sample, the gradient that of the relaxed (or ST) ELBO (biased)."""
+    us, hs, logits = draw(model, x, k)
+    f = signal(model, x, hs).detach()
+    f_rel, _ = relaxed_signal(model, x, hs, us, 0, logits[0], logits[0] + noise(us[0]), temperature, mode)
+    return (f + f_rel - f_rel.detach()).mean(0)
+
+
+from . import relaxed as _relaxed  # noqa: E402  (last: relaxed.py imports this module for ModelSupport)

@@ -8,18 +8,11 @@ import torch
 import vitools as vt
 from vitools.estimators import get, relaxed_sbn
 from vitools.estimators.amortized import model_grad_samples
-from vitools.models.sbn import SBN
 
-X = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0]])
+from sbn_helpers import X, tiny
 
 
-def tiny(latent=(2, 1), seed=0):
-    torch.manual_seed(seed)
-    model = SBN(5, latent)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_()
-    return model
+
 
 
 def exact_grad(model, x=X):

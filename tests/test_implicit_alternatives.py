@@ -1,7 +1,6 @@
 """The alternatives: finite differences with common random numbers, approximate inverse CDF, RSVI."""
 import math
 
-import mpmath
 import pytest
 import torch
 

@@ -5,7 +5,6 @@ import pytest
 import torch
 from torch.distributions import Beta, Gamma, kl_divergence
 
-import vitools as vt
 from vitools.implicit import examples as ex
 
 

@@ -9,18 +9,11 @@ import vitools as vt
 from vitools.estimators import multisample, nvil  # noqa: F401  (register the estimators)
 from vitools.estimators.amortized import flat, model_grad_samples
 from vitools.estimators.multisample import leave_one_out_bounds
-from vitools.models.sbn import SBN
 
-X = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0]])
+from sbn_helpers import X, tiny
 
 
-def tiny(latent=(2, 1), seed=0):
-    torch.manual_seed(seed)
-    model = SBN(5, latent)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_()
-    return model
+
 
 
 def exact_bound_grads(model, k, x=X, scale_phi=1.0):

@@ -10,19 +10,13 @@ from vitools.estimators import nvil  # noqa: F401  (registers "nvil")
 from vitools.estimators.amortized import flat, model_grad_samples
 from vitools.models.sbn import SBN
 
+from sbn_helpers import X, tiny
+
 N_DRAWS = 10_000
 
 
-def tiny(latent=(2, 1), seed=0):
-    torch.manual_seed(seed)
-    model = SBN(5, latent)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_()
-    return model
 
 
-X = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0]])
 
 
 def primed(model, x=X, steps=5, **options):

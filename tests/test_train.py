@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import torch
 
-import vitools as vt
 from vitools.train import History, fit
 
 CPU = torch.device("cpu")

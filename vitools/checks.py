@@ -87,6 +87,15 @@ def data_matrix(name: str, value, width: int) -> torch.Tensor:
     return value
 
 
+def widths(name: str, value) -> tuple[int, ...]:
+    """Layer widths: one integer >= 1, or a sequence of them (MLP hidden sizes)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,)
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name} must be an integer or a sequence of integers, got {value!r}")
+    return tuple(count(name, v) for v in value)
+
+
 def choice(name: str, value, options) -> str:
     """One of a fixed set of strings."""
     if value not in options:

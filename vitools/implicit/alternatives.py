@@ -20,7 +20,6 @@ r"""What implicit reparameterization is compared with.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import distributions as D

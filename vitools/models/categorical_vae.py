@@ -43,7 +43,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import numbers
 from collections.abc import Sequence
 
 import torch
@@ -82,11 +81,7 @@ class CategoricalVAE(nn.Module):
         self.input_dim = checks.count("input_dim", input_dim)
         self.num_latents = checks.count("num_latents", num_latents)
         self.num_classes = checks.count("num_classes", num_classes, minimum=2)
-        if isinstance(hidden, numbers.Integral):
-            hidden = (hidden,)
-        if not isinstance(hidden, Sequence) or isinstance(hidden, str):
-            raise ValueError(f"hidden must be an integer or a sequence of integers, got {hidden!r}")
-        self.hidden = tuple(checks.count("hidden", h) for h in hidden)
+        self.hidden = checks.widths("hidden", hidden)
         self.activation = checks.choice("activation", activation, ACTIVATIONS)
         code = self.num_latents * self.num_classes
         with config.seeded(seed):

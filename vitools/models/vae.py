@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -69,11 +68,7 @@ class GaussianVAE(nn.Module):
         super().__init__()
         self.input_dim = checks.count("input_dim", input_dim)
         self.latent_dim = checks.count("latent_dim", latent_dim)
-        if isinstance(hidden, numbers.Integral):
-            hidden = (hidden,)
-        if not isinstance(hidden, Sequence) or isinstance(hidden, str):
-            raise ValueError(f"hidden must be an integer or a sequence of integers, got {hidden!r}")
-        self.hidden = tuple(checks.count("hidden", h) for h in hidden)
+        self.hidden = checks.widths("hidden", hidden)
         self.activation = checks.choice("activation", activation, ACTIVATIONS)
         with config.seeded(seed):
             self.encoder = _mlp([self.input_dim, *self.hidden, 2 * self.latent_dim], activation)

@@ -48,7 +48,8 @@ def main(argv=None) -> int:
     out = ROOT / "bench" / "results" / f"notebooks{suffix}.md"
     lines = [f"# Notebook run times ({args.device})", "",
              f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-             f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}. Each notebook executed top to bottom "
+             f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}, OMP_NUM_THREADS="
+             f"{os.environ.get('OMP_NUM_THREADS', 'unset (torch default)')}. Each notebook executed top to bottom "
              f"in a fresh kernel; budget {BUDGET_SECONDS} s.", "",
              "| notebook | seconds | within budget |", "|---|---:|:---:|"]
     lines += [f"| {name} | {seconds:.1f} | {'yes' if seconds <= BUDGET_SECONDS else 'NO'} |" for name, seconds in rows]

@@ -1,4 +1,4 @@
-"""Tests for vitools.estimators.relaxed_sbn (REBAR, RELAX, ARM, DisARM, Gumbel-Softmax and
+"""Tests for vitools.estimators.relaxed_sbn (REBAR, RELAX, LAX, ARM, DisARM, Gumbel-Softmax and
 straight-through on sigmoid belief nets): unbiasedness for the exact ELBO gradient by
 enumeration of a 2-layer (2 + 1 bits) SBN, before and after training the control variates,
 power checks, the relaxations' bias measured, input checks."""
@@ -49,7 +49,7 @@ def test_antithetic_unbiased_by_enumeration(name):
     assert max_abs_z(flat, exact_grad(model)) < 4
 
 
-@pytest.mark.parametrize("name", ["rebar", "relax"])
+@pytest.mark.parametrize("name", ["rebar", "relax", "lax"])
 def test_relax_family_unbiased_before_and_after_training(name):
     model = tiny()
     est = get(name, hidden=8, lr=0.05)
@@ -73,6 +73,14 @@ def test_a_wrong_conditional_sample_is_caught(monkeypatch):
         return right(hard, logits.detach(), v)
     monkeypatch.setattr(relaxed_sbn, "conditional_bits", detached)
     assert max_abs_z(batch_means(est, model), exact_grad(model)) > 4
+
+
+def test_lax_wrong_score_is_caught(monkeypatch):
+    """Power: LAX with the score taken in z instead of the logits (a sign error) is biased."""
+    model = tiny()
+    right = relaxed_sbn.logistic_score
+    monkeypatch.setattr(relaxed_sbn, "logistic_score", lambda u: -right(u))
+    assert max_abs_z(batch_means(get("lax"), model), exact_grad(model)) > 4
 
 
 def test_antithetic_power_a_sign_error_is_caught(monkeypatch):
@@ -114,9 +122,8 @@ def test_one_layer_and_training_step_runs():
 
 def test_why_not_accepts_sbns():
     model = tiny()
-    for name in ("rebar", "relax", "arm", "disarm", "gumbel_softmax", "straight_through"):
+    for name in ("rebar", "relax", "lax", "arm", "disarm", "gumbel_softmax", "straight_through"):
         assert get(name).applies_to(model)
-    assert "not implemented" in get("lax").why_not(model)
     assert "not implemented" in get("igr").why_not(model)
 
 
@@ -130,8 +137,8 @@ def test_bad_inputs_raise_clear_errors():
         get("disarm").loss(model, torch.ones(2, 4))
     with pytest.raises(ValueError, match="model must be a sigmoid belief net"):
         get("arm").loss(vt.problems.BernoulliQuadratic(), X)
-    with pytest.raises(ValueError, match="model must be a toy problem"):
-        get("lax").loss(model, X)
+    with pytest.raises(ValueError, match="k must be"):
+        get("lax").loss(model, X, k=0)
     with pytest.raises(ValueError, match="steps must be"):
         get("rebar").fit_control_variate(model, X, steps=-1)
     with pytest.raises(ValueError, match="batch_size must be"):

@@ -24,7 +24,7 @@ ARM (Yin & Zhou 2019, arXiv:1807.11143) and DisARM (Dong, Mnih & Tucker 2020,
 arXiv:2006.10680) use an antithetic pair of Bernoulli vectors from one uniform vector $u$
 and need no relaxation; a sample of ``k`` means ``k`` pairs (``2k`` cost evaluations).
 
-REBAR, RELAX, ARM and DisARM also train sigmoid belief nets: ``est.loss(model, x, k)``, the
+REBAR, RELAX, LAX, ARM and DisARM also train sigmoid belief nets: ``est.loss(model, x, k)``, the
 multi-layer treatment of :mod:`.relaxed_sbn`.
 """
 from __future__ import annotations
@@ -59,7 +59,7 @@ def conditional_noisy_logits(latent: Latent, hard: torch.Tensor, logits: torch.T
 class RelaxFamily(ModelSupport, Estimator):
     """Shared machinery of ``rebar``, ``relax`` and ``lax``: control parameters, their training.
 
-    On a sigmoid belief net (REBAR, RELAX): ``loss(model, x, k, update=True)`` takes one Adam
+    On a sigmoid belief net (REBAR, RELAX, LAX): ``loss(model, x, k, update=True)`` takes one Adam
     step on the control parameters (``parameters(model)``, learning rate ``lr``) per call with
     ``update=True`` under autograd (their own step: the surrogate's gradient does not reach them);
     :meth:`fit_control_variate` trains them for a fixed model.
@@ -120,12 +120,6 @@ class RelaxFamily(ModelSupport, Estimator):
     def modules(self):
         return {"sbn_controls": self.sbn_controls} if self.sbn_controls is not None else {}
 
-    def check(self, model, x, k):
-        if not self.conditional:
-            raise ValueError(f"model must be a toy problem for {self.name}: LAX on sigmoid belief nets "
-                             "is not implemented (use rebar or relax)")
-        super().check(model, x, k)
-
     def _loss(self, model, x, k, update):
         self.parameters(model)
         return relaxed_sbn.relax_loss(self, model, x, k, update)
@@ -139,7 +133,7 @@ class RelaxFamily(ModelSupport, Estimator):
 
     def why_not(self, problem):
         if is_sbn(problem):
-            return None if self.conditional else "LAX on sigmoid belief nets is not implemented; use rebar or relax"
+            return None
         if self.use_relaxed_cost:
             return why_no_relaxation(problem)
         return why_not_discrete(problem)
@@ -239,8 +233,10 @@ class RELAX(RelaxFamily):
 
 @register
 class LAX(RelaxFamily):
-    r"""LAX on $f \circ H$ (Grathwohl et al. 2018, Eq. 5): a learned network $c_\rho(\sigma_\lambda(z))$
-    and the score of the continuous noisy logits $z$; no conditional sample, no relaxed cost needed."""
+    r"""LAX on $f \circ H$ (Grathwohl et al. 2018, arXiv:1711.00123, Eq. 5): a learned network
+    $c_\rho(\sigma_\lambda(z))$ and the score of the continuous noisy logits $z$; no conditional
+    sample, no relaxed cost needed. Also on sigmoid belief nets (per-layer networks, see
+    :mod:`.relaxed_sbn`)."""
 
     name = "lax"
     use_relaxed_cost = False

@@ -1,4 +1,4 @@
-r"""REBAR, RELAX, ARM, DisARM, Gumbel-Softmax and straight-through on sigmoid belief nets.
+r"""REBAR, RELAX, LAX, ARM, DisARM, Gumbel-Softmax and straight-through on sigmoid belief nets.
 
 The model-level side (``loss(model, x, k) -> [N]``, see :mod:`.amortized`) of the toy
 estimators in :mod:`.control` and :mod:`.relaxed`. The objective is the ELBO with learning
@@ -26,6 +26,13 @@ $h_l = H(z_l)$.
   second moment of the logit gradients, a cheap proxy of the $\phi$-gradient variance),
   differentiating $\hat g$ itself: one step per ``loss(..., update=True)`` call, on the
   same samples (as in the RELAX paper's Algorithm 2), or :func:`fit_control_variate`.
+* **LAX** (Grathwohl et al. 2018, arXiv:1711.00123, Eq. 5): RELAX with the score of the
+  continuous $z_l$ instead of the discrete $h_l$ and no conditional sample,
+  $\hat g_l = [f(h) - c(z_l)]\,(1 - 2u_l) + \nabla_{\ell_l} c(z_l)$ ($1 - 2u_l =
+  \nabla_{\ell_l} \log p(z_l \mid \ell_l)$ for logistic noise), with
+  $c = r_{\rho,l}(\sigma_\lambda(z_l), x)$ (+ a learned constant, which here is a real
+  baseline); trained like RELAX's. Unbiased for every $(\lambda, \rho)$ as $c$ depends on
+  $\ell_l$ only through $z_l$; its variance is typically higher than RELAX's.
 * **ARM / DisARM** (Yin & Zhou 2019, arXiv:1807.11143; Dong et al. 2020, arXiv:2006.10680,
   Sec. 5 for multi-layer nets): for layer $l$, the antithetic partner $\check h_l$ of $h_l$
   (from the same $u_l$) is propagated through the later layers with the same $u_{>l}$;
@@ -122,6 +129,12 @@ def noise(u: torch.Tensor) -> torch.Tensor:
     return torch.log1p(-u) - torch.log(u)
 
 
+def logistic_score(u: torch.Tensor) -> torch.Tensor:
+    r"""$\nabla_\ell \log p(z \mid \ell)$ at $z = \ell + \mathrm{logit}(1 - u)$ (logistic density with
+    location $\ell$): $\tanh((z - \ell)/2) = 1 - 2u$ (LAX's score, Grathwohl et al. 2018, Eq. 5)."""
+    return 1 - 2 * u
+
+
 def conditional_bits(hard, logits, v) -> torch.Tensor:
     """$\\tilde z \\sim p(z \\mid b)$ for logistic-noise bits, reparameterised by uniforms ``v``."""
     logit_v = torch.log(v) - torch.log1p(-v)
@@ -174,7 +187,15 @@ class SBNControls(nn.Module):
 
 def relax_layer_grads(est, model, x, us, hs, logits, f, create_graph: bool = False) -> list[torch.Tensor]:
     r"""$\hat g_l$ for every layer, ``[K, N, d_l]`` each (differentiable in the control
-    parameters when ``create_graph``; detach them for the model's surrogate)."""
+    parameters when ``create_graph``; detach them for the model's surrogate).
+
+    REBAR/RELAX (``est.conditional``) as in the module docstring; LAX (Grathwohl et al. 2018,
+    arXiv:1711.00123, Eq. 5) otherwise: $\hat g_l = [f(h) - c(z_l)]\,\nabla_{\ell_l}\log p(z_l \mid \ell_l)
+    + \nabla_{\ell_l} c(z_l)$, with the logistic score $\nabla_\ell \log p(z \mid \ell)
+    = \tanh((z - \ell)/2) = 1 - 2u$ and $c$ a function of $z_l$ alone (no direct $\ell_l$
+    dependence, or the score and pathwise terms would not cancel in expectation)."""
+    if not est.conditional:
+        return _lax_layer_grads(est, model, x, us, hs, logits, f, create_graph)
     temp = est.log_temperature.exp()
     grads = []
     for l in range(len(hs)):
@@ -201,8 +222,42 @@ def relax_layer_grads(est, model, x, us, hs, logits, f, create_graph: bool = Fal
     return grads
 
 
+def _control_of_z(est, model, x, hs, us, l, lv, z, temp) -> torch.Tensor:
+    r"""$c(z_l)$ ``[K, N]`` of layer ``l``: the (optional) scaled relaxed cost, the learned constant
+    and the network $r_{\rho,l}(\sigma_\lambda(z_l), x)$."""
+    if est.use_relaxed_cost:
+        f_rel, soft = relaxed_signal(model, x, hs, us, l, lv, z, temp)
+        out = est.eta * f_rel
+    else:                                                     # LAX: no relaxed pass needed
+        soft = torch.sigmoid(z / temp)
+        out = torch.zeros(z.shape[:-1], device=z.device, dtype=z.dtype)
+    if est.use_baseline:
+        out = out + est.baseline
+    if est.use_network:
+        out = out + est.sbn_controls(l, soft, x)
+    return out
+
+
+def _lax_layer_grads(est, model, x, us, hs, logits, f, create_graph):
+    r"""LAX's $\hat g_l$ (see :func:`relax_layer_grads`), ``[K, N, d_l]`` each."""
+    temp = est.log_temperature.exp()
+    grads = []
+    for l in range(len(hs)):
+        lg = logits[l].detach().requires_grad_(True)
+        with torch.enable_grad():
+            # the relaxed cost's log q is evaluated at the detached logits: c depends on l_l via z only
+            c_z = _control_of_z(est, model, x, hs, us, l, lg.detach(), lg + noise(us[l]), temp)
+            (pathwise,) = torch.autograd.grad(c_z.sum(), lg, create_graph=create_graph, allow_unused=True)
+        if pathwise is None:
+            pathwise = torch.zeros_like(lg)
+        score = logistic_score(us[l])
+        c_z = c_z if create_graph else c_z.detach()
+        grads.append((f.detach() - c_z).unsqueeze(-1) * score + pathwise)
+    return grads
+
+
 def relax_loss(est, model, x, k, update):
-    """REBAR/RELAX surrogate ``[N]`` for ``est`` (a :class:`vitools.estimators.control.RelaxFamily`);
+    """REBAR/RELAX/LAX surrogate ``[N]`` for ``est`` (a :class:`vitools.estimators.control.RelaxFamily`);
     with ``update`` (under autograd) one Adam step on the control parameters first."""
     if torch._C._functorch.maybe_current_level() is not None:
         raise ValueError(f"estimator must not run inside torch.func transforms for {est.name} on a sigmoid "
@@ -235,7 +290,7 @@ def _control_step(est, params, grads) -> float:
 
 def fit_control_variate(est, model, x: torch.Tensor, k: int = 1, steps: int = 100,
                         batch_size: int = 100) -> list[float]:
-    """Train REBAR/RELAX's control parameters for a *fixed* model on minibatches of ``x``
+    """Train REBAR/RELAX/LAX's control parameters for a *fixed* model on minibatches of ``x``
     (the model is not updated); returns the second moment $\\sum_l \\|\\hat g_l\\|^2$ per step."""
     check_call(est, model, x, k)
     steps = checks.count("steps", steps, minimum=0)

@@ -8,12 +8,13 @@ import torch
 import vitools as vt
 from vitools.implicit import beta
 from vitools.implicit.core import invert_cdf
+from vitools.implicit.gamma import gamma_icdf
 
 F64 = torch.float64
 
 
 def _gamma_inverse(alpha, u):
-    return torch.exp(invert_cdf(lambda t: torch.special.gammainc(alpha, torch.exp(t)), u, -740.0, 12.0))
+    return gamma_icdf(u, alpha)
 
 
 def _beta_inverse(a, b, u):

@@ -131,3 +131,13 @@ def test_bad_input():
         ssm.with_proposal("smoothing")
     with pytest.raises(ValueError, match="does not fit x"):
         smc.iwae(ssm.with_proposal(ssm.prior_proposal(2)), torch.zeros(1, 3, 1), 2)
+
+
+def test_proposal_distance_is_zero_for_itself_and_positive_otherwise():
+    from vitools.models.ssm import LinearGaussianSSM, proposal_distance
+
+    ssm = LinearGaussianSSM.scalar(0.9, 1.0, 0.5, 0.3)
+    _, x = ssm.sample(1, 10, seed=0)
+    filtering, smoothing = ssm.filtering_proposal(x), ssm.smoothing_proposal(x)
+    assert proposal_distance(filtering, filtering) == 0
+    assert proposal_distance(filtering, smoothing) > 0

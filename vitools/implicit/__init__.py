@@ -25,7 +25,7 @@ Example::
     >>> torch.cos(z).mean().backward()      # kappa.grad ~ A'(2) = 0.164
 """
 from .core import ImplicitReparam, cdf_sample_grad, from_cdf, implicit_sample, invert_cdf
-from .gamma import Gamma, rsample_standard_gamma, standard_gamma_grad
+from .gamma import Gamma, gamma_icdf, rsample_standard_gamma, standard_gamma_grad
 from .beta import Beta, Dirichlet, beta_log_prob, betainc, rsample_beta, rsample_dirichlet
 from .von_mises import VonMises, rsample_centred, sample_centred, von_mises_cdf, von_mises_log_prob
 from .alternatives import RSVI, approx_inverse_gamma_grad, finite_difference_grad, rsvi_gamma

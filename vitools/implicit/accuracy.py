@@ -25,8 +25,7 @@ import torch
 
 from .. import checks
 from .alternatives import approx_inverse_gamma_grad
-from .core import invert_cdf
-from .gamma import standard_gamma_grad
+from .gamma import gamma_icdf, standard_gamma_grad
 from .von_mises import _theta_grad, sample_centred
 
 FD_STEP = 1e-5
@@ -43,12 +42,9 @@ def _fd_inverse_cdf_grad(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     a, x = alpha.expand(z.shape).double(), z.double()
     u = torch.special.gammainc(a, x).clamp(1e-300, 1 - 1e-16)
 
-    def inverse(shape):
-        return torch.exp(invert_cdf(lambda t: torch.special.gammainc(shape, torch.exp(t)), u, -740.0, 12.0,
-                                    iterations=64))
-
     h = FD_STEP * a
-    return (x * (torch.log(inverse(a + h)) - torch.log(inverse(a - h))) / (2 * h)).to(z.dtype)
+    upper, lower = gamma_icdf(u, a + h, iterations=64), gamma_icdf(u, a - h, iterations=64)
+    return (x * (torch.log(upper) - torch.log(lower)) / (2 * h)).to(z.dtype)
 
 
 def _torch_builtin(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,7 @@ import torch
 from torch import distributions as D
 
 from . import gamma_asymptotic as asym
-from .core import check_parameter, implicit_sample
+from .core import check_parameter, implicit_sample, invert_cdf
 
 # (upper edge of z, terms): the series for z < alpha + 1, the continued fraction otherwise
 SERIES_BUCKETS = ((2.0 ** -60, 0), (1e-8, 3), (1e-3, 7), (0.25, 16), (1.0, 24), (3.0, 36),
@@ -233,3 +233,11 @@ class Gamma(D.Gamma):
         z = rsample_standard_gamma(self.concentration.expand(shape))
         tiny = torch.finfo(z.dtype).tiny
         return (z / self.rate.expand(shape)).clamp_min(tiny)
+
+
+def gamma_icdf(u: torch.Tensor, alpha: torch.Tensor, iterations: int = 200) -> torch.Tensor:
+    r"""$z = P^{-1}(\alpha, u)$, the inverse standard-Gamma CDF, by bisection in $\log z$ on torch's
+    ``gammainc`` (float64 in, float64 out). A slow, exact-to-rounding reference for tests,
+    benchmarks and pictures (central differences of it check $dz/d\alpha$), not a sampler."""
+    return torch.exp(invert_cdf(lambda t: torch.special.gammainc(alpha, torch.exp(t)), u, -740.0, 12.0,
+                                iterations=iterations))

@@ -277,3 +277,10 @@ class ProposalModel:
             log_p = gaussian_log_prob(z, z_prev @ ssm.A.T, self.chol["Q"], self.inv["Q"])
         log_p = log_p + gaussian_log_prob(x[:, t, None], z @ ssm.C.T, self.chol["R"], self.inv["R"])
         return z, log_p - log_q
+
+
+def proposal_distance(q, p) -> float:
+    """Mean squared difference of two Gaussian proposals' parameters (``F``, ``c`` and the
+    per-step scale), averaged over steps: 0 when ``q`` has learned ``p`` exactly."""
+    return ((q.F - p.F).square().mean() + (q.c - p.c).square().mean()
+            + (q.scale - p.scale).square().mean()).item()

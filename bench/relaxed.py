@@ -14,7 +14,7 @@ Bernoulli with a random cost table, a 4-class categorical), side by side in one 
 
 On a sigmoid belief net (1-layer linear, 20 bits, 14x14 bundled digits, and 2-layer 20-20),
 the model-level estimators of ``vitools.estimators.relaxed_sbn``: time per training step
-(loss, backward, Adam; REBAR/RELAX include their control-variate step) relative to REINFORCE
+(loss, backward, Adam; REBAR/RELAX/LAX include their control-variate step) relative to REINFORCE
 with a running-mean baseline (``nvil`` with the constant baseline only), and the inference
 network's gradient variance per estimate (batch means of ``--sbn-m`` estimates for one digit,
 control variates trained first) and at equal wall time.
@@ -26,7 +26,7 @@ Table 1: linear 1-layer 200 bits, nonlinear 1-layer 200 bits with two tanh hidde
 
     .venv/bin/python bench/relaxed.py [--quick] [--n 20000] [--threads 2] [--paper-scale --data-dir ../shared/data --steps 2000]
 
-Writes bench/results/relaxed.md. Not measured here: Storchastic.
+Writes bench/results/relaxed.md. The side-by-side run with Storchastic is bench/storchastic_compare.py.
 """
 from __future__ import annotations
 
@@ -46,8 +46,9 @@ from vitools.models import sbn
 RESULTS = Path(__file__).resolve().parent / "results" / "relaxed.md"
 SBN_LINE_UP = [
     ("REINFORCE + c", "nvil", {"input_baseline": False, "normalize": False}), ("ARM", "arm", {}),
-    ("DisARM", "disarm", {}), ("REBAR", "rebar", {}), ("RELAX", "relax", {}),
+    ("DisARM", "disarm", {}), ("REBAR", "rebar", {}), ("RELAX", "relax", {}), ("LAX", "lax", {}),
     ("Gumbel-Softmax (biased)", "gumbel_softmax", {}), ("straight-through (biased)", "straight_through", {}),
+    ("GST (biased)", "gapped_straight_through", {}), ("IGR (biased)", "igr", {}),
 ]
 LINE_UP = [
     ("score_function", {}), ("score_function", {"baseline": "moving_average"}),
@@ -110,7 +111,7 @@ def sbn_section(latent, quick: bool) -> list[str]:
     runs = []                                          # (label, estimator, model copy, optimizer)
     for label, name, opts in SBN_LINE_UP:
         est = vt.estimators.get(name, **opts)
-        if name in ("rebar", "relax"):
+        if name in ("rebar", "relax", "lax"):
             est.fit_control_variate(model, x, k=1, steps=20 if quick else 100, batch_size=50)
         elif name == "nvil":
             est.loss(model, x[:200], 1)
@@ -188,8 +189,12 @@ def main():
              f"device {vt.config.device()}, {time.strftime('%Y-%m-%d')}; n = {n} estimates per variance, "
              f"step time = best of 5 interleaved rounds of the median over {repeats // 5} steps of a batch of {args.batch} k=1 estimates "
              "(control variates frozen; their training cost is in the last column).", ""]
-    if args.skip_toy and RESULTS.exists():             # keep the toy part of the last full run
-        lines = [RESULTS.read_text().split("\nNot measured")[0].rstrip("\n"), ""]
+    kept_paper_scale = []
+    if args.skip_toy and RESULTS.exists():             # keep the toy part (and paper-scale part) of the last full run
+        previous = RESULTS.read_text()
+        lines = [previous.split("\n## SBN")[0].rstrip("\n"), ""]
+        if not args.paper_scale and "\n## Paper scale" in previous:
+            kept_paper_scale = ["## Paper scale" + previous.split("\n## Paper scale", 1)[1].rstrip("\n"), ""]
     for pname, problem in ({} if args.skip_toy else problems()).items():
         theta = problem.init_params()
         exact = problem.exact_grad(theta)
@@ -215,13 +220,14 @@ def main():
     if not args.skip_toy:
         lines += ["Biased estimators (Gumbel-Softmax, straight-through, GST, IGR) show |bias z| well above 4; "
                   "ARM and DisARM use two cost evaluations per estimate.", ""]
-    lines += ["Not measured: the side-by-side run with Storchastic.", ""]
+    lines += ["Storchastic, side by side on the toy and on an SBN: bench/results/storchastic.md.", ""]
     for latent in ((20,), (20, 20)):
         lines += sbn_section(latent, args.quick)
     lines += ["Encoder gradient variance: trace over the inference network's parameters per single-sample "
-              "estimate, mean over 3 digits; REBAR/RELAX after 100 control-variate steps at the fixed net; "
+              "estimate, mean over 3 digits; REBAR/RELAX/LAX after 100 control-variate steps at the fixed net; "
               "their step time (batch 50, k=1, best of 5 interleaved rounds of the median) includes one "
               "control-variate Adam step.", ""]
+    lines += kept_paper_scale
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text("\n".join(lines))            # written now and again after the paper-scale run
     if args.paper_scale:

@@ -37,6 +37,7 @@ Shapes: ``theta`` ``[*batch, P]``; logits are normalised to ``[*batch, D]`` (``D
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -214,8 +215,8 @@ def why_not_discrete(problem) -> str | None:
     """``None`` when the problem's latents are Bernoulli bits or one categorical variable."""
     if not all(hasattr(problem, a) for a in ("init_params", "distribution", "cost")):
         return ("it works on problems with distribution(theta) and cost(z); among latent-variable "
-                "models only sigmoid belief nets are supported (rebar, relax, arm, disarm, "
-                "gumbel_softmax, straight_through)")
+                "models only sigmoid belief nets are supported (rebar, relax, lax, arm, disarm, "
+                "gumbel_softmax, straight_through, gapped_straight_through, igr)")
     try:
         Latent(problem, problem.init_params().detach())
     except ValueError as err:
@@ -258,12 +259,26 @@ def relaxed_cost(problem, soft: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
+def gapped_logits(logits: torch.Tensor, hard: torch.Tensor, gap: float, categorical: bool) -> torch.Tensor:
+    r"""GST's perturbed logits (Fan et al. 2022, arXiv:2206.07235): ``logits`` shifted by a
+    constant (so their gradient is the identity) such that the sampled ``hard`` state leads by at
+    least ``gap``. Classes: $\delta_b = (\max_{i\neq b}\ell_i + \kappa - \ell_b)_+$ on the sampled
+    class ``b`` only; a bit (its other logit is 0): $\max(\ell, \kappa)$ if $b = 1$, else $\min(\ell, -\kappa)$."""
+    with torch.no_grad():
+        if categorical:
+            others = logits.masked_fill(hard > 0, -torch.inf).amax(-1, keepdim=True)
+            chosen = (logits * hard).sum(-1, keepdim=True)
+            target = logits + hard * (others + gap - chosen).clamp_min(0)
+        else:
+            target = torch.where(hard > 0, logits.clamp_min(gap), logits.clamp_max(-gap))
+    return logits + (target - logits).detach()
+
+
 # --------------------------------------------------------------------------------------
 # Estimators
 # --------------------------------------------------------------------------------------
 class _Relaxed(relaxed_sbn.ModelSupport, Estimator):
     unbiased = False
-    sbn_mode: str | None = None          # "relaxed" / "straight_through": also trains sigmoid belief nets
 
     def __init__(self, temperature: float = 0.5, **options):
         checks.positive("temperature", temperature)
@@ -272,16 +287,16 @@ class _Relaxed(relaxed_sbn.ModelSupport, Estimator):
 
     def why_not(self, problem):
         if relaxed_sbn.is_sbn(problem):
-            return None if self.sbn_mode else f"{self.name} on sigmoid belief nets is not implemented"
+            return None
         return why_no_relaxation(problem)
 
-    def check(self, model, x, k):
-        if self.sbn_mode is None:
-            raise ValueError(f"model must be a toy problem for {self.name}: {self.why_not(model)}")
-        super().check(model, x, k)
-
     def _loss(self, model, x, k, update):
-        return relaxed_sbn.relaxed_loss(self.sbn_mode, self.temperature, model, x, k)
+        return relaxed_sbn.relaxed_loss(self.bit_relaxation(), model, x, k)
+
+    def bit_relaxation(self):
+        """``(logits, u) -> value``: this relaxation of one layer of bits on a sigmoid belief net
+        (see :mod:`.relaxed_sbn`)."""
+        raise NotImplementedError
 
     def surrogate(self, problem, theta, k=1):
         latent = Latent(problem, theta)
@@ -299,7 +314,9 @@ class GumbelSoftmax(_Relaxed):
     """
 
     name = "gumbel_softmax"
-    sbn_mode = "relaxed"
+
+    def bit_relaxation(self):
+        return functools.partial(relaxed_sbn.concrete_bits, temperature=self.temperature)
 
     def relaxed_sample(self, latent, k):
         return latent.soft_from(latent.noisy_logits(k), self.temperature)
@@ -311,10 +328,12 @@ class StraightThrough(_Relaxed):
     $f(b)$ at the hard sample, backward $\partial f/\partial b \cdot \partial \tilde b/\partial\theta$."""
 
     name = "straight_through"
-    sbn_mode = "straight_through"
 
     def __init__(self, temperature: float = 1.0):
         super().__init__(temperature)
+
+    def bit_relaxation(self):
+        return functools.partial(relaxed_sbn.straight_through_bits, temperature=self.temperature)
 
     def relaxed_sample(self, latent, k):
         z = latent.noisy_logits(k)
@@ -344,16 +363,13 @@ class GappedStraightThrough(_Relaxed):
     def relaxed_sample(self, latent, k):
         with torch.no_grad():
             hard = latent.hard_from(latent.noisy_logits(k))
-        logits = latent.logits.expand_as(hard)
-        if latent.kind == "bernoulli":
-            target = torch.where(hard > 0, torch.full_like(logits, self.gap), torch.full_like(logits, -self.gap))
-            delta = torch.where(hard > 0, (target - logits).clamp_min(0), (target - logits).clamp_max(0))
-        else:
-            others = logits.masked_fill(hard > 0, -torch.inf).amax(-1, keepdim=True)
-            chosen = (logits * hard).sum(-1, keepdim=True)
-            delta = hard * (others + self.gap - chosen).clamp_min(0)
-        soft = latent.soft_from(logits + delta.detach(), self.temperature)
+        gapped = gapped_logits(latent.logits.expand_as(hard), hard, self.gap, latent.kind == "categorical")
+        soft = latent.soft_from(gapped, self.temperature)
         return hard + soft - soft.detach()
+
+    def bit_relaxation(self):
+        return functools.partial(relaxed_sbn.gapped_straight_through_bits, temperature=self.temperature,
+                                 gap=self.gap)
 
 
 @register
@@ -374,6 +390,9 @@ class IGR(_Relaxed):
         checks.positive("delta", delta)
         self.sigma, self.delta = float(sigma), float(delta)
         self.options.update(sigma=self.sigma, delta=self.delta)
+
+    def bit_relaxation(self):
+        return functools.partial(relaxed_sbn.igr_bits, temperature=self.temperature, sigma=self.sigma)
 
     def relaxed_sample(self, latent, k):
         logits = latent.logits

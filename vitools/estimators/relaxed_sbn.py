@@ -1,4 +1,5 @@
-r"""REBAR, RELAX, LAX, ARM, DisARM, Gumbel-Softmax and straight-through on sigmoid belief nets.
+r"""REBAR, RELAX, LAX, ARM, DisARM and the relaxations (Gumbel-Softmax, straight-through, GST, IGR)
+on sigmoid belief nets.
 
 The model-level side (``loss(model, x, k) -> [N]``, see :mod:`.amortized`) of the toy
 estimators in :mod:`.control` and :mod:`.relaxed`. The objective is the ELBO with learning
@@ -38,12 +39,18 @@ $h_l = H(z_l)$.
   (from the same $u_l$) is propagated through the later layers with the same $u_{>l}$;
   the pair's signals give the layer's ARM/DisARM gradient. One extra pass per layer; the
   layer-1 partner is itself a draw from $q$ and joins the value and $\theta$ terms.
-* **Gumbel-Softmax / straight-through** (biased): the relaxed (or straight-through) forward
-  pass of every layer, differentiated end to end; the value is the ELBO estimate at $H(z)$.
+* **Relaxations** (biased): Gumbel-Softmax (Jang et al. 2017, arXiv:1611.01144; Maddison et al.
+  2017, arXiv:1611.00712), straight-through Gumbel-Softmax, gapped straight-through (Fan et al.
+  2022, arXiv:2206.07235) and IGR (Potapczynski et al. 2020, arXiv:1912.09588). Each is a *bit
+  relaxation* ``relax(logits, u)`` of one layer, using the hard pass's uniforms; the relaxed
+  forward pass applies it to every layer and is differentiated end to end. The value is the ELBO
+  estimate at the hard sample; the straight-through variants also forward the hard bits.
 
 Shapes: ``x`` ``[N, D]``; per-sample signals ``[K, N]``; the surrogate ``[N]``.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import nn
@@ -144,27 +151,49 @@ def conditional_bits(hard, logits, v) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------- relaxed passes
-def relaxed_signal(model, x, hs, us, start: int, logits_start, z_start, temperature, mode="relaxed"):
-    """$f$ along the relaxed forward pass from layer ``start`` (layers below from ``hs``):
-    ``mode="relaxed"`` feeds $\\sigma_\\lambda(z)$ upwards, ``"straight_through"`` feeds
-    $H(z) + \\sigma_\\lambda(z) - \\mathrm{sg}(\\sigma_\\lambda(z))$. Returns ``(f [K, N], first relaxed layer)``."""
-    def relax(z):
-        soft = torch.sigmoid(z / temperature)
-        if mode == "straight_through":
-            return (z > 0).to(z.dtype) + soft - soft.detach()
-        return soft
+# A *bit relaxation* maps a layer's logits and its uniforms ``u`` (the hard pass's, so the
+# relaxed and hard passes share their noise) to the value fed to the next layer.
+def concrete_bits(logits, u, temperature):
+    """Binary Concrete / Gumbel-Softmax (arXiv:1611.00712, arXiv:1611.01144): $\\sigma((\\ell + L)/\\tau)$."""
+    return torch.sigmoid((logits + noise(u)) / temperature)
 
-    first = relax(z_start)
+
+def straight_through_bits(logits, u, temperature):
+    """Straight-through Gumbel-Softmax: forward $H(z)$, backward $\\sigma(z/\\tau)$, $z = \\ell + L$."""
+    z = logits + noise(u)
+    soft = torch.sigmoid(z / temperature)
+    return (z > 0).to(z.dtype) + soft - soft.detach()
+
+
+def gapped_straight_through_bits(logits, u, temperature, gap):
+    """Gapped straight-through (Fan et al. 2022, arXiv:2206.07235): forward $H(z)$, backward
+    $\\sigma(\\tilde\\ell/\\tau)$ at the gapped logit of :func:`vitools.estimators.relaxed.gapped_logits`."""
+    hard = (logits + noise(u) > 0).to(logits.dtype)
+    soft = torch.sigmoid(_relaxed.gapped_logits(logits, hard, gap, categorical=False) / temperature)
+    return hard + soft - soft.detach()
+
+
+def igr_bits(logits, u, temperature, sigma):
+    """IGR for one bit (Potapczynski et al. 2020, arXiv:1912.09588): $\\sigma((\\ell + \\sigma\\varepsilon)/\\tau)$,
+    $\\varepsilon = \\Phi^{-1}(1 - u)$ standard normal, increasing in the hard pass's logistic noise."""
+    return torch.sigmoid((logits + sigma * torch.special.ndtri(1 - u)) / temperature)
+
+
+def relaxed_signal(model, x, hs, us, start: int, logits_start, first, relax):
+    """$f$ along a relaxed forward pass ``[K, N]``: layers ``< start`` hard from ``hs``, layer
+    ``start`` equal to ``first`` (a relaxed value of the layer with logits ``logits_start``), and
+    every later layer ``relax(logits, us[j])`` (a bit relaxation, see above) of its own logits
+    given the relaxed layer below. The log-densities are Bernoulli ones at relaxed points."""
     layers = [*hs[:start], first]
     log_q = bernoulli_log_prob(logits_start, first)
     for j in range(start + 1, len(hs)):
         lg = model.encoders[j](layers[-1])
-        h = relax(lg + noise(us[j]))
+        h = relax(lg, us[j])
         log_q = log_q + bernoulli_log_prob(lg, h)
         layers.append(h)
     if start:                                                    # the hard layers below: constants
         log_q = log_q + sum(model.log_q_layers(x, hs[:start])).detach()
-    return sum(model.log_p_layers(x, layers)) - log_q, first
+    return sum(model.log_p_layers(x, layers)) - log_q
 
 
 class SBNControls(nn.Module):
@@ -201,20 +230,9 @@ def relax_layer_grads(est, model, x, us, hs, logits, f, create_graph: bool = Fal
     for l in range(len(hs)):
         lg = logits[l].detach().requires_grad_(True)
         v = _relaxed.uniform(lg.shape, lg)
-        n_l = noise(us[l])
-
-        def control(lv, z):
-            f_rel, soft = relaxed_signal(model, x, hs, us, l, lv, z, temp)
-            out = est.eta * f_rel if est.use_relaxed_cost else torch.zeros_like(f_rel)
-            if est.use_baseline:
-                out = out + est.baseline
-            if est.use_network:
-                out = out + est.sbn_controls(l, soft, x)
-            return out                                                        # [K, N]
-
         with torch.enable_grad():
-            c_z = control(lg, lg + n_l)
-            c_tilde = control(lg, conditional_bits(hs[l], lg, v))
+            c_z = _control_of_z(est, model, x, hs, us, l, lg, lg + noise(us[l]), temp)
+            c_tilde = _control_of_z(est, model, x, hs, us, l, lg, conditional_bits(hs[l], lg, v), temp)
             (pathwise,) = torch.autograd.grad((c_z - c_tilde).sum(), lg, create_graph=create_graph)
         score = hs[l] - torch.sigmoid(lg.detach())                           # grad of log q(h_l)
         c_tilde = c_tilde if create_graph else c_tilde.detach()              # the signal's c(z~)
@@ -225,11 +243,11 @@ def relax_layer_grads(est, model, x, us, hs, logits, f, create_graph: bool = Fal
 def _control_of_z(est, model, x, hs, us, l, lv, z, temp) -> torch.Tensor:
     r"""$c(z_l)$ ``[K, N]`` of layer ``l``: the (optional) scaled relaxed cost, the learned constant
     and the network $r_{\rho,l}(\sigma_\lambda(z_l), x)$."""
+    soft = torch.sigmoid(z / temp)
     if est.use_relaxed_cost:
-        f_rel, soft = relaxed_signal(model, x, hs, us, l, lv, z, temp)
-        out = est.eta * f_rel
+        relax = functools.partial(concrete_bits, temperature=temp)
+        out = est.eta * relaxed_signal(model, x, hs, us, l, lv, soft, relax)
     else:                                                     # LAX: no relaxed pass needed
-        soft = torch.sigmoid(z / temp)
         out = torch.zeros(z.shape[:-1], device=z.device, dtype=z.dtype)
     if est.use_baseline:
         out = out + est.baseline
@@ -339,12 +357,13 @@ def antithetic_loss(kind: str, model, x, k):
 
 
 # ---------------------------------------------------------------------- biased baselines
-def relaxed_loss(mode: str, temperature: float, model, x, k):
-    """Gumbel-Softmax (``mode="relaxed"``) or straight-through surrogate ``[N]``: the value is the
-    ELBO estimate at the hard sample, the gradient that of the relaxed (or ST) ELBO (biased)."""
+def relaxed_loss(relax, model, x, k):
+    """Surrogate ``[N]`` of a relaxation (Gumbel-Softmax, straight-through, GST, IGR; biased): the
+    value is the ELBO estimate at the hard sample, the gradient that of the ELBO along the relaxed
+    forward pass in which every layer is ``relax(logits, u)`` (a bit relaxation, see above)."""
     us, hs, logits = draw(model, x, k)
     f = signal(model, x, hs).detach()
-    f_rel, _ = relaxed_signal(model, x, hs, us, 0, logits[0], logits[0] + noise(us[0]), temperature, mode)
+    f_rel = relaxed_signal(model, x, hs, us, 0, logits[0], relax(logits[0], us[0]), relax)
     return (f + f_rel - f_rel.detach()).mean(0)
 
 

@@ -399,8 +399,15 @@ class IGR(_Relaxed):
         if latent.kind == "bernoulli":
             eps = torch.randn((k, *logits.shape), device=logits.device, dtype=logits.dtype)
             return torch.sigmoid((logits + self.sigma * eps) / self.temperature)
-        mu = logits[..., :-1] - logits[..., -1:]
-        eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype)
-        y = (mu + self.sigma * eps) / self.temperature
-        log_delta = torch.full_like(y[..., :1], math.log(self.delta))
-        return torch.softmax(torch.cat([y, log_delta], -1), -1)   # softmax++ with the last class 1 - sum
+        return igr_simplex(logits, k, self.temperature, self.sigma, self.delta)
+
+
+def igr_simplex(logits: torch.Tensor, k: int, temperature: float, sigma: float, delta: float) -> torch.Tensor:
+    r"""``k`` IGR points of the simplex ``[k, *logits.shape]`` for categorical ``logits`` ``[..., C]``
+    (Potapczynski et al. 2020, arXiv:1912.09588): $y = (\mu + \sigma\varepsilon)/\tau$ with
+    $\mu_i = \ell_i - \ell_C$, then softmax++ $e^{y_i}/(\sum_j e^{y_j} + \delta)$ and $1 - \sum$ for class $C$."""
+    mu = logits[..., :-1] - logits[..., -1:]
+    eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype)
+    y = (mu + sigma * eps) / temperature
+    log_delta = torch.full_like(y[..., :1], math.log(delta))
+    return torch.softmax(torch.cat([y, log_delta], -1), -1)

@@ -14,7 +14,7 @@ $$\mathcal L = \mathbb E_{q(h\mid x)}[\log p(x \mid h)] - \mathrm{KL}(q(h \mid x
 (exact), estimated without bias by :meth:`CategoricalVAE.discrete_elbo` from hard samples;
 :meth:`CategoricalVAE.exact_bounds` enumerates all $C^L$ codes of a tiny model.
 
-Training objectives (:meth:`CategoricalVAE.objective`), both biased for $\nabla\mathcal L$:
+Training objectives (:meth:`CategoricalVAE.objective`):
 
 * ``"gumbel_softmax"``: the decoder sees the relaxed code $\tilde h = \exp(y)$, $y \sim$
   :class:`~vitools.estimators.relaxed.ExpConcrete` $(\log q, \tau)$, and the KL term is chosen
@@ -29,6 +29,18 @@ Training objectives (:meth:`CategoricalVAE.objective`), both biased for $\nabla\
 
 * ``"straight_through"``: forward the hard code $h = \mathrm{onehot}(\arg\max y)$ (an exact sample,
   Gumbel-max), backward through $\tilde h$; the value is the discrete ELBO estimate.
+* ``"gapped_straight_through"`` (GST; Fan et al. 2022, arXiv:2206.07235, whose main experiment is
+  this categorical MNIST VAE): forward the same exact hard code, backward through
+  $\mathrm{softmax}(\tilde\ell/\tau)$ at the deterministic gapped logits $\tilde\ell$ of
+  :func:`vitools.estimators.relaxed.gapped_logits` (no Gumbel noise in the backward pass; ``gap``
+  $\kappa$, default 1); the value is the discrete ELBO estimate.
+* ``"igr"`` (Potapczynski et al. 2020, arXiv:1912.09588): the decoder sees the IGR point
+  :func:`vitools.estimators.relaxed.igr_simplex` (Gaussian noise of scale ``sigma``, default 1.7,
+  through softmax++ with $\delta = 1$, means $\ell_c - \ell_C$), beside the exact categorical KL.
+  The paper learns the Gaussian's scale and uses a Gaussian KL; here the encoder's categorical
+  stays the variational family, so IGR is one more relaxation of the same discrete ELBO.
+
+All four are biased for $\nabla\mathcal L$.
 
 Shapes: ``x`` ``[N, D]`` in [0, 1]; encoder logits ``[N, L, C]``; codes ``[k, N, L, C]``;
 per-example bounds ``[N]``. Example::
@@ -51,10 +63,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import checks, config
-from ..estimators.relaxed import ExpConcrete
+from ..estimators.relaxed import ExpConcrete, gapped_logits, igr_simplex
 from .vae import ACTIVATIONS, _mlp
 
-METHODS = ("gumbel_softmax", "straight_through")
+METHODS = ("gumbel_softmax", "straight_through", "gapped_straight_through", "igr")
 KL_CHOICES = ("categorical", "concrete")
 MAX_STATES = 2**14      # codes enumerated by exact_bounds
 
@@ -131,31 +143,43 @@ class CategoricalVAE(nn.Module):
         return self._decode(h).log_prob(x).mean(0) - self.kl(log_q)
 
     def objective(self, x: torch.Tensor, method: str = "gumbel_softmax", temperature: float = 1.0, k: int = 1,
-                  kl: str = "categorical", prior_temperature: float | None = None) -> torch.Tensor:
+                  kl: str = "categorical", prior_temperature: float | None = None, gap: float | None = None,
+                  sigma: float | None = None) -> torch.Tensor:
         """A relaxed training objective per example, ``[N]`` (maximise its mean; see the module docstring).
 
-        ``method``: ``"gumbel_softmax"`` or ``"straight_through"``; ``kl`` (Gumbel-Softmax only):
-        ``"categorical"`` or ``"concrete"``; ``prior_temperature`` (``kl="concrete"`` only) defaults
-        to ``temperature``. Averaged over ``k`` relaxed samples.
+        ``method``: one of ``METHODS``; ``kl`` (Gumbel-Softmax only): ``"categorical"`` or
+        ``"concrete"``; ``prior_temperature`` (``kl="concrete"`` only) defaults to ``temperature``;
+        ``gap`` (GST only, default 1) and ``sigma`` (IGR only, default 1.7). Averaged over ``k``
+        relaxed samples.
         """
         checks.choice("method", method, METHODS)
         checks.choice("kl", kl, KL_CHOICES)
         temperature = float(checks.positive("temperature", temperature))
         k = checks.count("k", k)
-        if method == "straight_through" and kl != "categorical":
-            raise ValueError(f"kl must be 'categorical' for method='straight_through' (a hard code has no "
+        if method != "gumbel_softmax" and kl != "categorical":
+            raise ValueError(f"kl must be 'categorical' for method={method!r} (only Gumbel-Softmax codes have a "
                              f"Concrete density), got {kl!r}")
         if prior_temperature is not None and kl != "concrete":
             raise ValueError(f"prior_temperature applies to kl='concrete' only, got {prior_temperature!r} with kl={kl!r}")
+        for name, value, owner in (("gap", gap, "gapped_straight_through"), ("sigma", sigma, "igr")):
+            if value is not None and method != owner:
+                raise ValueError(f"{name} applies to method={owner!r} only, got {name}={value!r} with method={method!r}")
         prior_temperature = temperature if prior_temperature is None else float(
             checks.positive("prior_temperature", prior_temperature))
         x = self._check_x(x)
         log_q = self._encode(x)                                                    # [N, L, C]
+        if method == "igr":
+            sigma = 1.7 if sigma is None else float(checks.positive("sigma", sigma))
+            soft = igr_simplex(log_q, k, temperature, sigma, 1.0)                  # [k, N, L, C]
+            return self._decode(soft).log_prob(x).mean(0) - self.kl(log_q)
         q = ExpConcrete(log_q, temperature)
         y = q.rsample((k,))                                                        # [k, N, L, C] log-simplex
         soft = y.exp()
-        if method == "straight_through":
+        if method in ("straight_through", "gapped_straight_through"):
             hard = F.one_hot(y.argmax(-1), self.num_classes).to(soft.dtype)        # Gumbel-max: exact sample
+            if method == "gapped_straight_through":
+                gap = 1.0 if gap is None else float(checks.positive("gap", gap))
+                soft = torch.softmax(gapped_logits(log_q.expand_as(hard), hard, gap, categorical=True) / temperature, -1)
             return self._decode(hard + soft - soft.detach()).log_prob(x).mean(0) - self.kl(log_q)
         log_lik = self._decode(soft).log_prob(x)                                   # [k, N]
         if kl == "categorical":

@@ -111,7 +111,8 @@ class RelaxFamily(ModelSupport, Estimator):
             self.check(model, torch.zeros(1, model.x_dim, device=model.prior_logits.device), 1)
             device = next(model.parameters()).device
             for p in (self.eta, self.log_temperature, self.baseline):
-                p.data = p.data.to(device)
+                if p.device != device:                   # (assigning .data inside torch.func crashes)
+                    p.data = p.data.to(device)
             if self.use_network and self.sbn_controls is None:
                 self.sbn_controls = relaxed_sbn.SBNControls(model.x_dim, model.latent, self.hidden).to(device)
             return params + (list(self.sbn_controls.parameters()) if self.use_network else [])

@@ -228,16 +228,29 @@ def relax_layer_grads(est, model, x, us, hs, logits, f, create_graph: bool = Fal
     temp = est.log_temperature.exp()
     grads = []
     for l in range(len(hs)):
-        lg = logits[l].detach().requires_grad_(True)
+        lg = logits[l].detach()
         v = _relaxed.uniform(lg.shape, lg)
+
+        def difference(lv, l=l, v=v):                                         # c(z) - c(z~), and c(z~)
+            c_tilde = _control_of_z(est, model, x, hs, us, l, lv, conditional_bits(hs[l], lv, v), temp)
+            c_z = _control_of_z(est, model, x, hs, us, l, lv, lv + noise(us[l]), temp)
+            return (c_z - c_tilde).sum(), c_tilde
         with torch.enable_grad():
-            c_z = _control_of_z(est, model, x, hs, us, l, lg, lg + noise(us[l]), temp)
-            c_tilde = _control_of_z(est, model, x, hs, us, l, lg, conditional_bits(hs[l], lg, v), temp)
-            (pathwise,) = torch.autograd.grad((c_z - c_tilde).sum(), lg, create_graph=create_graph)
-        score = hs[l] - torch.sigmoid(lg.detach())                           # grad of log q(h_l)
-        c_tilde = c_tilde if create_graph else c_tilde.detach()              # the signal's c(z~)
+            pathwise, c_tilde = _logit_grad(difference, lg, create_graph)
+        score = hs[l] - torch.sigmoid(lg)                                    # grad of log q(h_l)
         grads.append((f.detach() - c_tilde).unsqueeze(-1) * score + pathwise)
     return grads
+
+
+def _logit_grad(fn, logits, create_graph: bool):
+    """``(d fn(logits)[0] / d logits, fn(logits)[1])`` by ``torch.func.grad``, which (unlike
+    ``torch.autograd.grad``) also runs inside :func:`torch.func.vmap`, so that
+    :func:`~vitools.estimators.amortized.model_grad_samples` works for REBAR, RELAX and LAX; the
+    results stay differentiable in the control parameters only when ``create_graph``."""
+    grad, aux = torch.func.grad(fn, has_aux=True)(logits)
+    if create_graph:
+        return grad, aux
+    return grad.detach(), aux.detach()
 
 
 def _control_of_z(est, model, x, hs, us, l, lv, z, temp) -> torch.Tensor:
@@ -261,26 +274,21 @@ def _lax_layer_grads(est, model, x, us, hs, logits, f, create_graph):
     temp = est.log_temperature.exp()
     grads = []
     for l in range(len(hs)):
-        lg = logits[l].detach().requires_grad_(True)
-        with torch.enable_grad():
+        lg = logits[l].detach()
+
+        def control(lv, l=l):
             # the relaxed cost's log q is evaluated at the detached logits: c depends on l_l via z only
-            c_z = _control_of_z(est, model, x, hs, us, l, lg.detach(), lg + noise(us[l]), temp)
-            (pathwise,) = torch.autograd.grad(c_z.sum(), lg, create_graph=create_graph, allow_unused=True)
-        if pathwise is None:
-            pathwise = torch.zeros_like(lg)
-        score = logistic_score(us[l])
-        c_z = c_z if create_graph else c_z.detach()
-        grads.append((f.detach() - c_z).unsqueeze(-1) * score + pathwise)
+            c_z = _control_of_z(est, model, x, hs, us, l, lg, lv + noise(us[l]), temp)
+            return c_z.sum(), c_z
+        with torch.enable_grad():
+            pathwise, c_z = _logit_grad(control, lg, create_graph)
+        grads.append((f.detach() - c_z).unsqueeze(-1) * logistic_score(us[l]) + pathwise)
     return grads
 
 
 def relax_loss(est, model, x, k, update):
     """REBAR/RELAX/LAX surrogate ``[N]`` for ``est`` (a :class:`vitools.estimators.control.RelaxFamily`);
     with ``update`` (under autograd) one Adam step on the control parameters first."""
-    if torch._C._functorch.maybe_current_level() is not None:
-        raise ValueError(f"estimator must not run inside torch.func transforms for {est.name} on a sigmoid "
-                         "belief net (its control variate differentiates with torch.autograd.grad): use "
-                         "batch means of est.loss(model, x.expand(m, -1), k) instead of model_grad_samples")
     us, hs, logits = draw(model, x, k)
     f = signal(model, x, hs)                                                  # [K, N]
     log_p = sum(model.log_p_layers(x, hs))

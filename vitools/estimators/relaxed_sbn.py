@@ -243,11 +243,18 @@ def relax_layer_grads(est, model, x, us, hs, logits, f, create_graph: bool = Fal
 
 
 def _logit_grad(fn, logits, create_graph: bool):
-    """``(d fn(logits)[0] / d logits, fn(logits)[1])`` by ``torch.func.grad``, which (unlike
-    ``torch.autograd.grad``) also runs inside :func:`torch.func.vmap`, so that
-    :func:`~vitools.estimators.amortized.model_grad_samples` works for REBAR, RELAX and LAX; the
-    results stay differentiable in the control parameters only when ``create_graph``."""
-    grad, aux = torch.func.grad(fn, has_aux=True)(logits)
+    """``(d fn(logits)[0] / d logits, fn(logits)[1])``, differentiable in the control parameters
+    only when ``create_graph``. Inside a ``torch.func`` transform (as in
+    :func:`~vitools.estimators.amortized.model_grad_samples`) it uses ``torch.func.grad``, which
+    composes with ``vmap`` where ``torch.autograd.grad`` crashes; elsewhere ``torch.autograd.grad``,
+    which is about twice as fast here."""
+    if torch._C._functorch.maybe_current_level() is not None:
+        grad, aux = torch.func.grad(fn, has_aux=True)(logits)
+    else:
+        leaf = logits.detach().requires_grad_(True)
+        value, aux = fn(leaf)
+        (grad,) = torch.autograd.grad(value, leaf, create_graph=create_graph, allow_unused=True)
+        grad = torch.zeros_like(leaf) if grad is None else grad
     if create_graph:
         return grad, aux
     return grad.detach(), aux.detach()

@@ -114,6 +114,10 @@ def test_von_mises_bad_input():
     with pytest.raises(ValueError, match="kappa must be positive"):
         vm.rsample_centred(torch.tensor([-1.0]))
     with pytest.raises(ValueError, match="kappa must be positive"):
+        vm.rsample_centred(torch.tensor([1.0, -1.0]))
+    with pytest.raises(ValueError, match="loc must be finite, got nan"):
+        vt.implicit.VonMises(math.nan, 1.0)
+    with pytest.raises(ValueError, match="kappa must be positive"):
         vt.implicit.VonMisesCos(kappa=0.0)
     with pytest.raises(ValueError, match="mu must be finite"):
         vt.implicit.VonMisesCos(mu=math.inf)

@@ -34,7 +34,7 @@ from . import accuracy, examples
 
 __all__ = [
     "ImplicitReparam", "implicit_sample", "cdf_sample_grad", "from_cdf", "invert_cdf",
-    "Gamma", "rsample_standard_gamma", "standard_gamma_grad",
+    "Gamma", "gamma_icdf", "rsample_standard_gamma", "standard_gamma_grad",
     "Beta", "Dirichlet", "betainc", "beta_log_prob", "rsample_beta", "rsample_dirichlet",
     "VonMises", "von_mises_cdf", "von_mises_log_prob", "sample_centred", "rsample_centred",
     "finite_difference_grad", "approx_inverse_gamma_grad", "rsvi_gamma", "RSVI",

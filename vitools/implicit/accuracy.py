@@ -23,19 +23,13 @@ from typing import Callable
 
 import torch
 
-from .. import checks
+from .. import checks, config
 from .alternatives import approx_inverse_gamma_grad
 from .gamma import gamma_icdf, standard_gamma_grad
 from .von_mises import _theta_grad, sample_centred
 
 FD_STEP = 1e-5
 DTYPES = (torch.float32, torch.float64)
-
-
-def _check_dtype(dtype) -> torch.dtype:
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of torch.float32, torch.float64, got {dtype!r}")
-    return dtype
 
 
 def _fd_inverse_cdf_grad(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -59,37 +53,38 @@ GAMMA_METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] =
 }
 
 
+def _mpmath_elementwise(fn, x: torch.Tensor, param: torch.Tensor, dps: int) -> torch.Tensor:
+    """``fn(x_i, param_i)`` on mpmath numbers at ``dps`` digits, elementwise; float64, shape of ``x``."""
+    import mpmath
+
+    p = param.expand(x.shape).detach().double().flatten().tolist()
+    with mpmath.workdps(dps):
+        out = [float(fn(mpmath.mpf(xi), mpmath.mpf(pi)))
+               for xi, pi in zip(x.detach().double().flatten().tolist(), p)]
+    return torch.tensor(out, dtype=torch.float64).reshape(x.shape)
+
+
 def gamma_reference_grad(z: torch.Tensor, alpha: torch.Tensor, dps: int = 40) -> torch.Tensor:
     r"""$dz/d\alpha$ at each sample by mpmath at ``dps`` digits; float64, shape of ``z``."""
     import mpmath
 
-    a = alpha.expand(z.shape).detach().double().flatten().tolist()
-    x = z.detach().double().flatten().tolist()
-    out = []
-    with mpmath.workdps(dps):
-        for ai, xi in zip(a, x):
-            A, X = mpmath.mpf(ai), mpmath.mpf(xi)
-            dP = mpmath.diff(lambda s: mpmath.gammainc(s, 0, X, regularized=True), A)
-            q = mpmath.exp((A - 1) * mpmath.log(X) - X - mpmath.loggamma(A))
-            out.append(float(-dP / q))
-    return torch.tensor(out, dtype=torch.float64).reshape(z.shape)
+    def dz_dalpha(X, A):
+        dP = mpmath.diff(lambda s: mpmath.gammainc(s, 0, X, regularized=True), A)
+        return -dP / mpmath.exp((A - 1) * mpmath.log(X) - X - mpmath.loggamma(A))
+
+    return _mpmath_elementwise(dz_dalpha, z, alpha, dps)
 
 
 def von_mises_reference_grad(theta: torch.Tensor, kappa: torch.Tensor, dps: int = 30) -> torch.Tensor:
     r"""$d\theta/d\kappa$ of centred von Mises samples by mpmath quadrature; float64."""
     import mpmath
 
-    k = kappa.expand(theta.shape).detach().double().flatten().tolist()
-    t = theta.detach().double().flatten().tolist()
-    out = []
-    with mpmath.workdps(dps):
-        for ki, ti in zip(k, t):
-            K, T = mpmath.mpf(ki), mpmath.mpf(ti)
-            A = mpmath.besseli(1, K) / mpmath.besseli(0, K)
-            dF = mpmath.quad(lambda s: mpmath.exp(K * (mpmath.cos(s) - 1)) * (mpmath.cos(s) - A),
-                             [-mpmath.pi, 0, T])
-            out.append(float(-dF / mpmath.exp(K * (mpmath.cos(T) - 1))))
-    return torch.tensor(out, dtype=torch.float64).reshape(theta.shape)
+    def dtheta_dkappa(T, K):
+        A = mpmath.besseli(1, K) / mpmath.besseli(0, K)
+        dF = mpmath.quad(lambda s: mpmath.exp(K * (mpmath.cos(s) - 1)) * (mpmath.cos(s) - A), [-mpmath.pi, 0, T])
+        return -dF / mpmath.exp(K * (mpmath.cos(T) - 1))
+
+    return _mpmath_elementwise(dtheta_dkappa, theta, kappa, dps)
 
 
 def gamma_relative_errors(alpha: float, n: int = 8, dtype: torch.dtype = torch.float64, seed: int = 0,
@@ -100,8 +95,8 @@ def gamma_relative_errors(alpha: float, n: int = 8, dtype: torch.dtype = torch.f
     """
     checks.positive("alpha", alpha)
     n = checks.count("n", n)
-    _check_dtype(dtype)
-    gen = torch.Generator().manual_seed(checks.count("seed", seed, minimum=0))
+    checks.choice("dtype", dtype, DTYPES)
+    gen = config.generator(seed, on="cpu")
     a = torch.full((n,), float(alpha), dtype=torch.float64)
     z = torch._standard_gamma(a, generator=gen).to(dtype).clamp_min(torch.finfo(dtype).tiny)
     ref = gamma_reference_grad(z, a)
@@ -117,12 +112,10 @@ def von_mises_relative_errors(kappa: float, n: int = 8, dtype: torch.dtype = tor
     """Relative error of vitools' dtheta/dkappa at ``n`` samples drawn in ``dtype`` ([n] float64)."""
     checks.positive("kappa", kappa)
     n = checks.count("n", n)
-    _check_dtype(dtype)
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(checks.count("seed", seed, minimum=0))
+    checks.choice("dtype", dtype, DTYPES)
     k = torch.full((n,), float(kappa), dtype=dtype)
-    theta = sample_centred(k)
-    torch.random.set_rng_state(gen_state)
+    with config.seeded(seed):
+        theta = sample_centred(k)
     (ours,) = _theta_grad(theta, k)
     ref = von_mises_reference_grad(theta, k)
     return ((ours.double() - ref).abs() / ref.abs()).nan_to_num(nan=math.inf)

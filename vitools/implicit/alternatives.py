@@ -20,13 +20,11 @@ r"""What implicit reparameterization is compared with.
 """
 from __future__ import annotations
 
-
 import torch
 from torch import distributions as D
 
 from .. import checks, config
-from ..estimators import Estimator, register
-from .core import check_parameter
+from ..estimators import Estimator, register, score_box
 
 
 def finite_difference_grad(sampler, theta: torch.Tensor, h: float = 1e-3, seed: int = 0,
@@ -50,7 +48,7 @@ def finite_difference_grad(sampler, theta: torch.Tensor, h: float = 1e-3, seed: 
 
 def approx_inverse_gamma_grad(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """dz/dalpha by autodiff through an explicit approximate inverse CDF at u = P(alpha, z)."""
-    check_parameter("alpha", alpha)
+    checks.positive("alpha", alpha)
     alpha = alpha.detach().expand(z.shape).double()
     x = z.detach().double()
     u = torch.special.gammainc(alpha, x).clamp(1e-300, 1 - 1e-16)
@@ -88,7 +86,7 @@ def rsvi_gamma(alpha: torch.Tensor, sample_shape=torch.Size(), boost: int = 1):
     pathwise part $g_\text{rep}$; ``log_pi`` $= \log q(h(\epsilon, \tilde\alpha)) + \log
     \partial_\epsilon h$ at the detached $\epsilon$, whose gradient times $f(z)$ is $g_\text{cor}$.
     """
-    check_parameter("alpha", alpha)
+    checks.positive("alpha", alpha)
     boost = checks.count("boost", boost, minimum=0)
     if (alpha.detach() + boost <= 1 / 3).any():      # Marsaglia-Tsang needs d = alpha + B - 1/3 > 0
         bad = alpha.detach()[alpha.detach() + boost <= 1 / 3].flatten()[0].item()
@@ -144,5 +142,5 @@ class RSVI(Estimator):
         z_std, log_pi = rsvi_gamma(dist.concentration, (k,), self.boost)
         costs = problem.cost(z_std / dist.rate)                 # [k, *batch]
         if self.correction:
-            costs = costs + costs.detach() * (log_pi - log_pi.detach())
+            costs = costs + costs.detach() * score_box(log_pi)
         return costs.mean(0)

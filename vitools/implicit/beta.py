@@ -18,9 +18,11 @@ from __future__ import annotations
 import torch
 from torch import distributions as D
 
-from .core import check_parameter, from_cdf, implicit_sample
+from .. import checks
+from .core import from_cdf, implicit_sample
 from .gamma import rsample_standard_gamma
 
+METHODS = ("gamma", "cdf")
 MAX_ITERATIONS = 10_000
 TOL = 1e-15
 
@@ -58,12 +60,9 @@ def betainc(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     that the symmetry $I_x(a, b) = 1 - I_{1-x}(b, a)$ is used.
     """
     x, a, b = torch.broadcast_tensors(torch.as_tensor(x), torch.as_tensor(a), torch.as_tensor(b))
-    check_parameter("a", a)
-    check_parameter("b", b)
-    xd = check_parameter("x", x, positive=False)
-    if ((xd < 0) | (xd > 1)).any():
-        bad = xd[(xd < 0) | (xd > 1)].flatten()[0].item()
-        raise ValueError(f"x must lie in [0, 1], got {bad!r}")
+    checks.positive("a", a)
+    checks.positive("b", b)
+    checks.probability("x", x)
     flip = (x > (a + 1) / (a + b + 2)).detach()
     xs = torch.where(flip, 1 - x, x)
     As, Bs = torch.where(flip, b, a), torch.where(flip, a, b)
@@ -102,10 +101,9 @@ def rsample_dirichlet(concentration: torch.Tensor, sample_shape=torch.Size()) ->
 
 def rsample_beta(a: torch.Tensor, b: torch.Tensor, sample_shape=torch.Size(), method: str = "gamma"):
     """Beta(a, b) samples ``[*sample_shape, *batch]``; ``method`` is ``"gamma"`` or ``"cdf"``."""
-    if method not in ("gamma", "cdf"):
-        raise ValueError(f"method must be one of ['cdf', 'gamma'], got {method!r}")
-    check_parameter("a", a)
-    check_parameter("b", b)
+    checks.choice("method", method, METHODS)
+    checks.positive("a", a)
+    checks.positive("b", b)
     a, b = torch.broadcast_tensors(a, b)
     if method == "gamma":
         return rsample_dirichlet(torch.stack([a, b], -1), sample_shape)[..., 0]
@@ -130,11 +128,9 @@ class Beta(D.Beta):
     """
 
     def __init__(self, concentration1, concentration0, method: str = "gamma", validate_args=None):
-        check_parameter("concentration1", concentration1)
-        check_parameter("concentration0", concentration0)
-        if method not in ("gamma", "cdf"):
-            raise ValueError(f"method must be one of ['cdf', 'gamma'], got {method!r}")
-        self.method = method
+        checks.positive("concentration1", concentration1)
+        checks.positive("concentration0", concentration0)
+        self.method = checks.choice("method", method, METHODS)
         super().__init__(concentration1, concentration0, validate_args=validate_args)
 
     def rsample(self, sample_shape=torch.Size()):
@@ -150,7 +146,7 @@ class Dirichlet(D.Dirichlet):
     """``torch.distributions.Dirichlet`` whose ``rsample`` goes through implicit Gamma gradients."""
 
     def __init__(self, concentration, validate_args=None):
-        check_parameter("concentration", concentration)
+        checks.positive("concentration", concentration)
         super().__init__(concentration, validate_args=validate_args)
 
     def rsample(self, sample_shape=torch.Size()):

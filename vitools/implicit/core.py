@@ -52,6 +52,9 @@ class ImplicitReparam(torch.autograd.Function):
         grads: list[torch.Tensor | None] = [None] * len(params)
         if any(needed):
             dz = ctx.grad_fn(z, *params)
+            if isinstance(dz, torch.Tensor) or len(dz) != len(params):
+                got = f"a tensor of shape {tuple(dz.shape)}" if isinstance(dz, torch.Tensor) else f"{len(dz)} values"
+                raise ValueError(f"grad_fn must return a sequence of {len(params)} tensor(s), one per param, got {got}")
             for i, (p, d, need) in enumerate(zip(params, dz, needed)):
                 if need:
                     grads[i] = (grad_z * d).sum_to_size(p.shape)
@@ -64,8 +67,9 @@ def implicit_sample(z: torch.Tensor, grad_fn: GradFn, *params: torch.Tensor) -> 
     Example::
 
         >>> alpha = torch.tensor(2.0, requires_grad=True)
-        >>> z = implicit_sample(z0, vt.implicit.gamma.standard_gamma_grad, alpha)
-        >>> z.sum().backward()      # alpha.grad = dz/dalpha at z0
+        >>> z0 = torch._standard_gamma(torch.full((3,), 2.0))
+        >>> z = implicit_sample(z0, lambda z, a: (vt.implicit.standard_gamma_grad(z, a),), alpha)
+        >>> z.sum().backward()      # alpha.grad = sum of dz/dalpha at z0
     """
     if not isinstance(z, torch.Tensor) or not z.is_floating_point():
         raise ValueError(f"z must be a floating-point tensor, got {type(z).__name__}")
@@ -100,12 +104,6 @@ def from_cdf(cdf: Callable[..., torch.Tensor], log_prob: Callable[..., torch.Ten
         if not callable(fn):
             raise ValueError(f"{name} must be callable, got {fn!r}")
     return lambda z, *params: cdf_sample_grad(cdf, log_prob, z, *params)
-
-
-def check_parameter(name: str, value, positive: bool = True) -> torch.Tensor:
-    """Shared validation: finite (NaN/inf rejected) and, by default, strictly positive."""
-    t = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(value)
-    return checks.positive(name, t) if positive else checks.finite(name, t)
 
 
 def invert_cdf(cdf: Callable[[torch.Tensor], torch.Tensor], u: torch.Tensor, lo: float, hi: float,

@@ -25,13 +25,13 @@ import torch
 from torch import distributions as D
 
 from .. import checks, config
-from .beta import Beta
+from .beta import METHODS as BETA_METHODS, Beta
 from .gamma import Gamma
 from .von_mises import VonMises
 
 
 class _Conjugate:
-    """``log_joint(z)`` for ``z`` ``[k]``; ``q(params)``; ``exact()``; ``init()``."""
+    """``log_joint(z)`` for ``z`` ``[k]``; ``q(params)``; ``q_params(params)``; ``exact()``; ``init()``."""
 
     def init(self) -> torch.Tensor:
         return torch.zeros(2, device=self.data.device, requires_grad=True)
@@ -57,8 +57,12 @@ class GammaPoisson(_Conjugate):
         return prior.log_prob(rate) + D.Poisson(rate[..., None]).log_prob(self.data).sum(-1)
 
     def q(self, params):
+        return Gamma(*self.q_params(params))
+
+    def q_params(self, params) -> torch.Tensor:
+        """q's (shape, rate), comparable with :meth:`exact`."""
         shape = params[0].exp()
-        return Gamma(shape, shape / params[1].exp())
+        return torch.stack([shape, shape / params[1].exp()])
 
     def exact(self) -> torch.Tensor:
         """Posterior (shape, rate)."""
@@ -71,7 +75,7 @@ class BetaBernoulli(_Conjugate):
     def __init__(self, data, a0: float = 1.0, b0: float = 1.0, method: str = "gamma"):
         self.data = checks.binary("data", config.tensor(data))
         self.a0, self.b0 = float(checks.positive("a0", a0)), float(checks.positive("b0", b0))
-        self.method = checks.choice("method", method, {"gamma", "cdf"})
+        self.method = checks.choice("method", method, BETA_METHODS)
 
     def log_joint(self, p):
         prior = D.Beta(torch.tensor(self.a0, device=p.device), torch.tensor(self.b0, device=p.device))
@@ -79,7 +83,11 @@ class BetaBernoulli(_Conjugate):
         return prior.log_prob(p) + ones * torch.log(p) + (len(self.data) - ones) * torch.log1p(-p)
 
     def q(self, params):
-        return Beta(params[0].exp(), params[1].exp(), method=self.method)
+        return Beta(*self.q_params(params), method=self.method)
+
+    def q_params(self, params) -> torch.Tensor:
+        """q's (a, b), comparable with :meth:`exact`."""
+        return params.exp()
 
     def exact(self) -> torch.Tensor:
         ones = self.data.sum()
@@ -109,6 +117,10 @@ class CircularMean(_Conjugate):
             return VonMises(params[0], params[1].exp())
         return D.Normal(params[0], torch.exp(-0.5 * params[1]))    # e^v is the precision
 
+    def q_params(self, params) -> torch.Tensor:
+        """q's (location, concentration or precision), comparable with :meth:`exact`."""
+        return torch.stack([params[0], params[1].exp()])
+
     def exact(self) -> torch.Tensor:
         """Posterior (location, concentration or precision)."""
         if self.latent == "von_mises":
@@ -124,8 +136,8 @@ def fit(model: _Conjugate, steps: int = 500, k: int = 16, lr: float = 0.05, seed
         init: torch.Tensor | None = None) -> dict:
     """Maximise the ELBO with Adam (learning rate decayed to 5% linearly).
 
-    Returns ``{"params": [2] (natural parameters of q: shape/rate, a/b, location/concentration),
-    "elbo": [steps]}``.
+    Returns ``{"params": [2] (``model.q_params``: shape/rate, a/b, location/concentration or
+    precision), "elbo": [steps]}``.
     """
     steps, k = checks.count("steps", steps), checks.count("k", k)
     checks.positive("lr", lr)
@@ -141,8 +153,4 @@ def fit(model: _Conjugate, steps: int = 500, k: int = 16, lr: float = 0.05, seed
             opt.step()
             sched.step()
             history[t] = -loss.detach()
-    with torch.no_grad():
-        q = model.q(params)
-        natural = {GammaPoisson: lambda: (q.concentration, q.rate), BetaBernoulli: lambda: (q.concentration1, q.concentration0),
-                   CircularMean: lambda: (params[0], params[1].exp())}[type(model)]()
-    return {"params": torch.stack(natural).detach(), "elbo": history}
+    return {"params": model.q_params(params.detach()), "elbo": history}

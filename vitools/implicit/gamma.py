@@ -48,8 +48,9 @@ from __future__ import annotations
 import torch
 from torch import distributions as D
 
+from .. import checks
 from . import gamma_asymptotic as asym
-from .core import check_parameter, implicit_sample, invert_cdf
+from .core import implicit_sample, invert_cdf
 
 # (upper edge of z, terms): the series for z < alpha + 1, the continued fraction otherwise
 SERIES_BUCKETS = ((2.0 ** -60, 0), (1e-8, 3), (1e-3, 7), (0.25, 16), (1.0, 24), (3.0, 36),
@@ -59,6 +60,7 @@ CF_BUCKETS = ((1.5, 96), (2.0, 64), (3.0, 48), (5.0, 36), (11.0, 28), (30.0, 20)
 ASYMPTOTIC_MIN = asym.BANDS[-1][0]   # alpha >= 10 and |eta| <= 1: Temme's expansion
 MIN_BATCH = 8192   # a region with fewer samples runs with the next costlier one (fewer dispatches)
 _N_BANDS, _N_SERIES = len(asym.BANDS), len(SERIES_BUCKETS)
+_N_CODES = _N_BANDS + _N_SERIES + len(CF_BUCKETS)   # region codes; _N_CODES itself: z <= 0 or NaN
 
 
 def _series(x: torch.Tensor, a: torch.Tensor, terms: int) -> torch.Tensor:
@@ -148,8 +150,6 @@ def _regions(x: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return code.masked_fill_(~(x > 0), _N_CODES), e
 
 
-_N_CODES = _N_BANDS + _N_SERIES + len(CF_BUCKETS)
-
 
 def _run(c: int, x: torch.Tensor, a: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
     """dz/da by the method and fixed term count of region code ``c``."""
@@ -205,7 +205,7 @@ def _grad_fn(z, alpha):
 
 def rsample_standard_gamma(alpha: torch.Tensor, sample_shape=torch.Size()) -> torch.Tensor:
     """Gamma(``alpha``, 1) samples ``[*sample_shape, *alpha.shape]`` differentiable in ``alpha``."""
-    check_parameter("alpha", alpha)
+    checks.positive("alpha", alpha)
     shape = torch.Size(sample_shape) + alpha.shape
     a = alpha.expand(shape)
     with torch.no_grad():
@@ -224,8 +224,8 @@ class Gamma(D.Gamma):
     """
 
     def __init__(self, concentration, rate, validate_args=None):
-        check_parameter("concentration", concentration)
-        check_parameter("rate", rate)
+        checks.positive("concentration", concentration)
+        checks.positive("rate", rate)
         super().__init__(concentration, rate, validate_args=validate_args)
 
     def rsample(self, sample_shape=torch.Size()):

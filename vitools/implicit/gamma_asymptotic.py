@@ -44,6 +44,7 @@ tails: $> 3\sigma$ at $a = 10$, $> 7\sigma$ for $a \ge 50$) to the convergent ex
 """
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -272,6 +273,7 @@ def temme_coefficients(terms: int, degree: int) -> list[list[Fraction]]:
     return [ck[:degree] for ck in c]
 
 
+@functools.cache
 def truncation(a_min: float, eta_max: float) -> tuple[int, ...]:
     r"""Taylor terms kept of each $c_k$ (one count per $k$, trailing zeros dropped) so that, for
     $a \ge$ ``a_min`` and $|\eta| \le$ ``eta_max``, the dropped part of the bracket is below ``TAIL``."""
@@ -323,7 +325,7 @@ def _temme_dz_da(x: torch.Tensor, a: torch.Tensor, e: torch.Tensor, band) -> tor
     Horner's rule in place, in $\eta$ for each $c_k$ and in $1/a$ over $k$ (a few hundred
     elementwise operations at most, no temporaries per term).
     """
-    degrees = _truncations.get(band) or _truncations.setdefault(band, truncation(*band))
+    degrees = truncation(*band)
     ia = a.reciprocal()
     s, t, ck = torch.zeros_like(x), torch.zeros_like(x), torch.empty_like(x)   # S, sum k c_k a^-k, c_k
     for k in range(len(degrees) - 1, -1, -1):
@@ -339,6 +341,3 @@ def _temme_dz_da(x: torch.Tensor, a: torch.Tensor, e: torch.Tensor, band) -> tor
         log_gstar.mul_(ia2).add_(coef)
     bracket.mul_(log_gstar.mul_(ia).exp_()).add_(1)
     return bracket.mul_(x).mul_(ia)
-
-
-_truncations: dict = {}

@@ -17,7 +17,7 @@ import torch
 
 from .. import checks
 from ..problems import Problem
-from .beta import Beta
+from .beta import METHODS as BETA_METHODS, Beta
 from .gamma import Gamma
 from .von_mises import VonMises
 
@@ -63,7 +63,7 @@ class BetaMean(Problem):
     def __init__(self, a: float = 2.0, b: float = 3.0, method: str = "gamma"):
         checks.positive("a", a)
         checks.positive("b", b)
-        self.method = checks.choice("method", method, {"gamma", "cdf"})
+        self.method = checks.choice("method", method, BETA_METHODS)
         super().__init__([a, b])
 
     def distribution(self, theta):

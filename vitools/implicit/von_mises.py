@@ -23,7 +23,8 @@ import math
 import torch
 from torch import distributions as D
 
-from .core import check_parameter, from_cdf, implicit_sample
+from .. import checks
+from .core import from_cdf, implicit_sample
 
 SWITCH = 10.5
 SERIES_TERMS = 48
@@ -54,8 +55,8 @@ def von_mises_cdf(x: torch.Tensor, kappa: torch.Tensor) -> torch.Tensor:
     Shapes broadcast; the result has the promoted dtype of the inputs.
     """
     x, kappa = torch.broadcast_tensors(torch.as_tensor(x), torch.as_tensor(kappa))
-    check_parameter("kappa", kappa)
-    check_parameter("x", x, positive=False)
+    checks.positive("kappa", kappa)
+    checks.finite("x", x)
     turns = torch.round(x.detach() / (2 * math.pi))
     theta = x - 2 * math.pi * turns                             # in [-pi, pi]
     small = kappa.detach() < SWITCH
@@ -102,7 +103,7 @@ _theta_grad = from_cdf(von_mises_cdf, von_mises_log_prob)
 
 def rsample_centred(kappa: torch.Tensor, sample_shape=torch.Size()) -> torch.Tensor:
     """Centred von Mises samples ``[*sample_shape, *kappa.shape]`` differentiable in ``kappa``."""
-    check_parameter("kappa", kappa)
+    checks.positive("kappa", kappa)
     k = kappa.expand(torch.Size(sample_shape) + kappa.shape)
     return implicit_sample(sample_centred(k), _theta_grad, k)
 
@@ -123,8 +124,8 @@ class VonMises(D.VonMises):
     has_rsample = True
 
     def __init__(self, loc, concentration, validate_args=None):
-        check_parameter("loc", loc, positive=False)
-        check_parameter("concentration", concentration)
+        checks.finite("loc", loc)
+        checks.positive("concentration", concentration)
         super().__init__(loc, concentration, validate_args=validate_args)
 
     def rsample(self, sample_shape=torch.Size()):

@@ -3,22 +3,15 @@ import pytest
 import torch
 
 import vitools as vt
-import vitools.estimators.control as control  # noqa: F401  (registers the estimators until __init__ imports it)
+import vitools.estimators.control as control
 from vitools.diagnostics import grad_samples, summarize
 from vitools.estimators import get
 from vitools.estimators.relaxed import Latent
 
+from sbn_helpers import discrete_problems as problems
+
 N = 10_000
 TRAIN = dict(train_steps=25, train_batch=64)
-
-
-def problems():
-    return {
-        "bernoulli": vt.problems.BernoulliQuadratic(0.45, init=1.0),
-        "bits": vt.problems.FactorisedBernoulli.random(4, seed=1, logits=[0.5, -1.0, 0.3, 1.2]),
-        "categorical": vt.problems.CategoricalCost(logits=[0.2, -0.5, 1.0, 0.1]),
-    }
-
 
 CASES = [(name, p) for name in ("rebar", "relax", "lax") for p in ("bernoulli", "bits", "categorical")]
 CASES += [(name, p) for name in ("arm", "disarm") for p in ("bernoulli", "bits")]

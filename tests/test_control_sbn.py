@@ -7,17 +7,14 @@ import torch
 
 import vitools as vt
 from vitools.estimators import get, relaxed, relaxed_sbn
-from vitools.estimators.amortized import model_grad_samples
+from vitools.estimators.amortized import flat, model_grad_samples
 
-from sbn_helpers import X, tiny
-
-
-
+from sbn_helpers import X, exact_grads, tiny
 
 
 def exact_grad(model, x=X):
-    params = list(model.parameters())
-    return torch.cat([g.flatten() for g in torch.autograd.grad(model.exact_elbo(x).sum(), params)]).double()
+    """The exact ELBO gradient, flattened in ``model.parameters()`` order: ``[P]``."""
+    return torch.cat([g.flatten() for g in exact_grads(model, model.exact_elbo(x)).values()]).double()
 
 
 def batch_means(est, model, batches=40, m=250, k=1, seed=3):
@@ -45,8 +42,8 @@ def max_abs_z(samples, exact):
 def test_antithetic_unbiased_by_enumeration(name):
     model = tiny()
     samples = model_grad_samples(get(name), model, X, n=20_000, k=1, seed=1)
-    flat = torch.cat([samples["model." + n].flatten(1) for n, _ in model.named_parameters()], 1).double()
-    assert max_abs_z(flat, exact_grad(model)) < 4
+    g = flat(samples, "model.").double()
+    assert max_abs_z(g, exact_grad(model)) < 4
 
 
 @pytest.mark.parametrize("name", ["rebar", "relax", "lax"])
@@ -73,10 +70,10 @@ def test_relax_family_per_sample_gradients_are_vectorized_unbiased_and_consisten
     frozen = [p.detach().clone() for p in est.parameters(model)]
     samples = model_grad_samples(est, model, X, n=20_000, k=1, seed=2)
     assert all(torch.equal(a, b) for a, b in zip(est.parameters(model), frozen))
-    flat = torch.cat([samples["model." + n].flatten(1) for n, _ in model.named_parameters()], 1).double()
+    g = flat(samples, "model.").double()
     exact = exact_grad(model)
-    assert max_abs_z(flat, exact) < 4
-    per_estimate = flat.var(0).sum()
+    assert max_abs_z(g, exact) < 4
+    per_estimate = g.var(0).sum()
     from_means = batch_means(est, model, batches=400, m=50, seed=5).var(0).sum() * 50
     assert 0.75 < from_means / per_estimate < 1.33                     # the same variance, two ways
 
@@ -113,8 +110,8 @@ def test_antithetic_power_a_sign_error_is_caught(monkeypatch):
         return -out if calls["n"] > 1 else out           # the partners' signals negated
     monkeypatch.setattr(relaxed_sbn, "signal", flipped)
     samples = model_grad_samples(get("arm"), model, X, n=5_000, k=1, seed=1)
-    flat = torch.cat([samples["model." + n].flatten(1) for n, _ in model.named_parameters()], 1).double()
-    assert max_abs_z(flat, exact_grad(model)) > 4
+    g = flat(samples, "model.").double()
+    assert max_abs_z(g, exact_grad(model)) > 4
 
 
 RELAXATIONS = ["gumbel_softmax", "straight_through", "gapped_straight_through", "igr"]

@@ -1,30 +1,19 @@
 """Tests for vitools.estimators.multisample: VIMCO, NVIL on the K-sample bound and
 reweighted wake-sleep against enumeration; IWAE, STL and DReG on a tiny Gaussian VAE."""
-import math
-
 import pytest
 import torch
 
 import vitools as vt
-from vitools.estimators import multisample, nvil  # noqa: F401  (register the estimators)
-from vitools.estimators.amortized import flat, model_grad_samples
+from vitools.estimators import multisample
+from vitools.estimators.amortized import flat, median_snr, model_grad_samples
 from vitools.estimators.multisample import leave_one_out_bounds
 
-from sbn_helpers import X, tiny
-
-
-
+from sbn_helpers import X, exact_grads, max_abs_z, tiny
 
 
 def exact_bound_grads(model, k, x=X, scale_phi=1.0):
-    names = [n for n, _ in model.named_parameters()]
-    grads = torch.autograd.grad(model.exact_bound(x, k).sum(), list(model.parameters()))
-    return {"model." + n: g / (scale_phi if n.startswith("encoders") else 1.0) for n, g in zip(names, grads)}
-
-
-def max_abs_z(samples, exact):
-    return max(vt.diagnostics.summarize(samples[n].flatten(1), exact[n].flatten()).bias_z.abs().max().item()
-               for n in exact)
+    grads = exact_grads(model, model.exact_bound(x, k))
+    return {n: g / (scale_phi if n.startswith("model.encoders") else 1.0) for n, g in grads.items()}
 
 
 # ------------------------------------------------------------------------ leave-one-out
@@ -124,19 +113,14 @@ def enc_names(model):
 
 
 def two_sample_z(a, b):
-    a, b = a.flatten(1).double(), b.flatten(1).double()
-    se = (a.var(0) / a.shape[0] + b.var(0) / b.shape[0]).sqrt()
-    diff = (a.mean(0) - b.mean(0)).abs()
-    # entries that are exactly zero in every draw (pixels that are off) must agree exactly
-    z = torch.where(se > 0, diff / se.clamp_min(1e-300), torch.where(diff > 0, math.inf, 0.0))
-    return z.max().item()
+    """max |z| of the difference of two estimators' means; entries that are exactly zero in every
+    draw (pixels that are off) must agree exactly."""
+    return vt.diagnostics.two_sample_z(a, b).abs().max().item()
 
 
 def test_iwae_and_stl_unbiased_at_k1_against_quadrature():
     model = vae()
-    names = [f"model.{n}" for n, _ in model.named_parameters()]
-    exact = dict(zip(names, torch.autograd.grad(vt.models.expected_elbo(model, XV).sum(),
-                                                list(model.parameters()))))
+    exact = exact_grads(model, vt.models.expected_elbo(model, XV))
     for name in ("iwae", "stl", "dreg"):
         samples = model_grad_samples(vt.estimators.get(name), model, XV, n=20_000, k=1, seed=5)
         assert max_abs_z(samples, exact) < 4, name
@@ -154,11 +138,7 @@ def test_dreg_unbiased_and_stl_biased_for_k_above_one():
     stl_bias_z = max(two_sample_z(stl[n], iwae[n]) for n in phi)
     assert stl_bias_z > 6                                   # STL's bias at K > 1, measured
     # DReG's inference-network SNR beats the plain IWAE gradient's at this K
-    def snr(g):
-        summary = vt.diagnostics.summarize(flat(g, "model.encoder"))
-        return summary.snr[summary.variance > 0].median()
-
-    assert snr(dreg) > 2 * snr(iwae)
+    assert median_snr(dreg, "model.encoder") > 2 * median_snr(iwae, "model.encoder")
 
 
 # ------------------------------------------------------------------------ applicability, input

@@ -6,17 +6,12 @@ import pytest
 import torch
 
 import vitools as vt
-from vitools.estimators import nvil  # noqa: F401  (registers "nvil")
 from vitools.estimators.amortized import flat, model_grad_samples
 from vitools.models.sbn import SBN
 
-from sbn_helpers import X, tiny
+from sbn_helpers import X, exact_grads, max_abs_z, tiny
 
 N_DRAWS = 10_000
-
-
-
-
 
 
 def primed(model, x=X, steps=5, **options):
@@ -33,22 +28,13 @@ def primed(model, x=X, steps=5, **options):
 
 def exact_targets(model, est, x=X):
     """{name: exact expected gradient}: grad ELBO for theta, grad ELBO / scale for phi."""
-    names = [name for name, _ in model.named_parameters()]
-    grads = torch.autograd.grad(model.exact_elbo(x).sum(), list(model.parameters()))
     scale = est.scale(model, x.device).flatten()
-    out = {}
-    for name, g in zip(names, grads):
-        if name.startswith("encoders."):
-            layer = int(name.split(".")[1])
-            g = g / scale[layer if est.local_signals else 0]
-        out["model." + name] = g
+    out = exact_grads(model, model.exact_elbo(x))
+    for name in out:
+        if name.startswith("model.encoders."):
+            layer = int(name.split(".")[2])
+            out[name] = out[name] / scale[layer if est.local_signals else 0]
     return out
-
-
-def max_abs_z(samples, exact):
-    zs = [vt.diagnostics.summarize(samples[name].flatten(1), exact[name].flatten()).bias_z.abs().max()
-          for name in exact]
-    return max(z.item() for z in zs)
 
 
 COMBOS = list(itertools.product([False, True], repeat=4))

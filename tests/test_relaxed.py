@@ -1,5 +1,4 @@
 """Concrete / Gumbel-Softmax distributions and the biased relaxed estimators (bias measured)."""
-import vitools.estimators.relaxed  # noqa: F401  (registers the estimators until __init__ imports it)
 import math
 
 import pytest
@@ -11,16 +10,10 @@ from vitools.estimators.relaxed import (BinaryConcrete, ExpConcrete, Latent, mul
                                         relaxed_cost, why_no_relaxation)
 from vitools.diagnostics import grad_samples, summarize
 
+from sbn_helpers import discrete_problems as problems
+
 BIASED = ["gumbel_softmax", "straight_through", "gapped_straight_through", "igr"]
 TEMPERATURES = [0.01, 0.1, 1.0, 10.0]
-
-
-def problems():
-    return {
-        "bernoulli": vt.problems.BernoulliQuadratic(0.45, init=1.0),
-        "bits": vt.problems.FactorisedBernoulli.random(4, seed=1, logits=[0.5, -1.0, 0.3, 1.2]),
-        "categorical": vt.problems.CategoricalCost(logits=[0.2, -0.5, 1.0, 0.1]),
-    }
 
 
 @pytest.mark.parametrize("tau", TEMPERATURES)

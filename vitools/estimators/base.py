@@ -40,6 +40,16 @@ def linear_surrogate(value: torch.Tensor, params: list[torch.Tensor], grads: lis
     return out
 
 
+def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[torch.Tensor]) -> float:
+    """One ``optimizer`` step on ``params`` down the gradient of ``loss`` (leaving other tensors'
+    ``.grad`` alone); returns the loss. Trains estimators' own baselines and control variates."""
+    updates = torch.autograd.grad(loss, params, allow_unused=True)
+    for p, g in zip(params, updates):
+        p.grad = None if g is None else g.detach()
+    optimizer.step()
+    return float(loss.detach())
+
+
 class Estimator:
     """Base class. Subclasses set ``name`` and implement :meth:`surrogate` and :meth:`why_not`."""
 

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import checks
+from .. import checks, config
 from . import register
-from .base import Estimator, linear_surrogate, score_box
+from .base import Estimator, descend, linear_surrogate, score_box
 from . import relaxed_sbn
 from .relaxed import Latent, uniform, why_no_relaxation, why_not_discrete
 from .relaxed_sbn import ModelSupport, is_sbn
@@ -45,10 +45,7 @@ def conditional_noisy_logits(latent: Latent, hard: torch.Tensor, logits: torch.T
     r"""$\tilde z \sim p(z \mid b)$ reparameterised in ``logits`` by fresh uniforms, ``[k, *batch, D]``."""
     v = uniform(hard.shape, logits.detach())
     if latent.kind == "bernoulli":
-        logit_v = torch.log(v) - torch.log1p(-v)
-        ones = F.softplus(logit_v + F.softplus(logits))
-        zeros = -F.softplus(logit_v + F.softplus(-logits))
-        return torch.where(hard > 0, ones, zeros)
+        return relaxed_sbn.conditional_bits(hard, logits, v)
     log_p = torch.log_softmax(logits, -1)
     neg_log_v = -torch.log(v)                                           # Exponential(1)
     top = (neg_log_v * hard).sum(-1, keepdim=True)                      # -log v_b
@@ -68,7 +65,6 @@ class RelaxFamily(ModelSupport, Estimator):
     use_network = True
     use_relaxed_cost = True
     conditional = True
-    train_steps_per_call = 1
 
     def __init__(self, temperature: float = 0.5, eta: float = 1.0, baseline: bool = True, hidden: int = 16,
                  lr: float = 0.03, train_steps: int = 100, train_batch: int = 128):
@@ -144,11 +140,7 @@ class RelaxFamily(ModelSupport, Estimator):
         for p in (self.eta, self.log_temperature, self.baseline):
             p.data = p.data.to(device=device, dtype=dtype)
         if self.use_network and self.net is None:
-            d = latent.logits.shape[-1]
-            self.net = nn.Sequential(nn.Linear(d, self.hidden), nn.Tanh(), nn.Linear(self.hidden, 1))
-            nn.init.zeros_(self.net[2].weight)
-            nn.init.zeros_(self.net[2].bias)                  # starts as the REBAR control variate
-            self.net.to(device=device, dtype=dtype)
+            self.net = relaxed_sbn.control_net(latent.logits.shape[-1], self.hidden).to(device=device, dtype=dtype)
 
     def control(self, latent, z):
         """$c_\\phi(z)$, ``[k, *batch]``."""
@@ -176,7 +168,7 @@ class RelaxFamily(ModelSupport, Estimator):
             z_tilde = conditional_noisy_logits(latent, hard, logits)
             z_tilde_fixed = z_tilde.detach()
             signal = f.detach() - self.control(latent, z_tilde_fixed)
-            score = score_box(latent.log_prob(hard, logits))
+            score = score_box(latent.log_prob(hard))
             pathwise = pathwise - (self.control(latent, z_tilde) - self.control(latent, z_tilde_fixed))
         else:
             signal = f.detach() - self.control(latent, z_fixed)
@@ -190,16 +182,12 @@ class RelaxFamily(ModelSupport, Estimator):
         replicated = theta.detach().expand(batch, *theta.shape).clone().requires_grad_(True)
         with torch.enable_grad():
             surrogate = self(problem, replicated, k)
+            params = self.parameters()
             if self.optimizer is None:
-                self.optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
+                self.optimizer = torch.optim.Adam(params, lr=self.lr)
             (grad,) = torch.autograd.grad(surrogate.sum(), replicated, create_graph=True)
             loss = grad.pow(2).flatten(1).sum(1).mean()
-            params = self.parameters()
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
-        for p, g in zip(params, grads):
-            p.grad = None if g is None else g.detach()
-        self.optimizer.step()
-        return float(loss.detach())
+            return descend(self.optimizer, loss, params)
 
     def prepare(self, problem, theta, k):
         """Start afresh and train $\\phi$ for ``train_steps`` steps at fixed ``theta``; then it is frozen."""
@@ -244,7 +232,6 @@ class LAX(RelaxFamily):
     conditional = False
 
 
-
 class _Antithetic(ModelSupport, Estimator):
     def _loss(self, model, x, k, update):
         return relaxed_sbn.antithetic_loss(self.name, model, x, k)
@@ -263,14 +250,12 @@ class _Antithetic(ModelSupport, Estimator):
             raise ValueError(f"problem must have Bernoulli latents for {self.name}, got {latent.kind}")
         logits = latent.logits                                           # [*batch, D]
         u = uniform((k, *logits.shape), logits)                          # [k, *batch, D]
-        lg = logits.detach()
         with torch.no_grad():
-            grad, f1, f2 = self._pair(latent, u, lg)
-        value = 0.5 * (f1 + f2).mean(0)                                  # [*batch]
-        return linear_surrogate(value, [logits], [grad.mean(0)])
-
-    def _pair(self, latent, u, logits):
-        raise NotImplementedError
+            hard, partner, weight = relaxed_sbn.antithetic_pair(self.name, u, logits.detach())
+            f, f_partner = latent.cost(hard), latent.cost(partner)
+        value = 0.5 * (f + f_partner).mean(0)                            # [*batch]
+        grad = ((f - f_partner).unsqueeze(-1) * weight).mean(0)
+        return linear_surrogate(value, [logits], [grad])
 
 
 @register
@@ -279,12 +264,6 @@ class ARM(_Antithetic):
 
     name = "arm"
 
-    def _pair(self, latent, u, logits):
-        b1 = (u > torch.sigmoid(-logits)).to(u.dtype)
-        b2 = (u < torch.sigmoid(logits)).to(u.dtype)
-        f1, f2 = latent.cost(b1), latent.cost(b2)
-        return (f1 - f2).unsqueeze(-1) * (u - 0.5), f1, f2
-
 
 @register
 class DisARM(_Antithetic):
@@ -292,13 +271,6 @@ class DisARM(_Antithetic):
     $b = \mathbb{1}[u < \sigma(\ell)]$, $\tilde b = \mathbb{1}[1 - u < \sigma(\ell)]$."""
 
     name = "disarm"
-
-    def _pair(self, latent, u, logits):
-        p = torch.sigmoid(logits)
-        b, bt = (u < p).to(u.dtype), (1 - u < p).to(u.dtype)
-        f1, f2 = latent.cost(b), latent.cost(bt)
-        weight = (1 - 2 * bt) * (b != bt).to(u.dtype) * torch.sigmoid(logits.abs())
-        return 0.5 * (f1 - f2).unsqueeze(-1) * weight, f1, f2
 
 
 def fit_toy(estimator, problem, steps: int = 300, lr: float = 0.05, k: int = 1, record_every: int = 10,
@@ -318,7 +290,6 @@ def fit_toy(estimator, problem, steps: int = 300, lr: float = 0.05, k: int = 1, 
     checks.count("control_batch", control_batch, minimum=2)
     estimator.reset()
     history = {"steps": [], "theta": [], "log10_variance": [], "exact_value": []}
-    from .. import config
     with config.seeded(seed):
         theta = problem.init_params()
         optimizer = torch.optim.Adam([theta], lr=lr)

@@ -37,7 +37,7 @@ from torch import nn
 from .. import checks
 from . import register
 from .amortized import ModelEstimator
-from .base import score_box
+from .base import descend, score_box
 
 
 @register
@@ -126,15 +126,11 @@ class NVIL(ModelEstimator):
         checks.positive("lr", lr)
         params = self.parameters(model)
         opt = torch.optim.Adam(params, lr=lr) if params else None
-        for step in range(steps):
+        for _ in range(steps):
             index = torch.randint(x.shape[0], (min(batch_size, x.shape[0]),), device=x.device)
             surrogate = self._loss(model, x[index], k, True)
             if opt is not None:
-                opt.zero_grad(set_to_none=True)
-                grads = torch.autograd.grad(-surrogate.mean(), params)
-                for p, g in zip(params, grads):
-                    p.grad = g
-                opt.step()
+                descend(opt, -surrogate.mean(), params)
 
     # ------------------------------------------------------------------ the estimator
     def terms(self, model, x, k):

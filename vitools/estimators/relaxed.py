@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import distributions as Dist
 
 from .. import checks
+from ..models.sbn import bernoulli_log_prob
 from . import register
 from . import relaxed_sbn
 from .base import Estimator
@@ -161,12 +162,11 @@ class Latent:
             raise ValueError(f"problem must have Bernoulli or categorical latents, got {type(dist).__name__}")
         _check_logits(self.logits, self.kind == "categorical")
 
-    def log_prob(self, hard, logits=None):
+    def log_prob(self, hard):
         """``log q(b)`` of hard samples ``[k, *batch, D]`` -> ``[k, *batch]``."""
-        logits = self.logits if logits is None else logits
         if self.kind == "bernoulli":
-            return -F.binary_cross_entropy_with_logits(logits.expand_as(hard), hard, reduction="none").sum(-1)
-        return (hard * torch.log_softmax(logits, -1)).sum(-1)
+            return bernoulli_log_prob(self.logits, hard)
+        return (hard * torch.log_softmax(self.logits, -1)).sum(-1)
 
     def hard_from(self, z):
         """Hard sample from the noisy logits ``z`` (threshold at 0, or one-hot argmax)."""
@@ -177,11 +177,10 @@ class Latent:
     def soft_from(self, z, temperature):
         return torch.sigmoid(z / temperature) if self.kind == "bernoulli" else torch.softmax(z / temperature, -1)
 
-    def noisy_logits(self, k, logits=None):
+    def noisy_logits(self, k):
         """$z = \\ell + $ logistic (bits) or Gumbel (classes) noise, ``[k, *batch, D]``."""
-        logits = self.logits if logits is None else logits
         noise = logistic_noise if self.kind == "bernoulli" else gumbel_noise
-        return logits + noise((k, *logits.shape), logits)
+        return self.logits + noise((k, *self.logits.shape), self.logits)
 
     def cost(self, hard):
         """The problem's own cost at hard samples, ``[k, *batch]``."""
@@ -355,10 +354,9 @@ class GappedStraightThrough(_Relaxed):
     name = "gapped_straight_through"
 
     def __init__(self, temperature: float = 1.0, gap: float = 1.0):
-        super().__init__(temperature)
         checks.positive("gap", gap)
         self.gap = float(gap)
-        self.options["gap"] = self.gap
+        super().__init__(temperature, gap=self.gap)
 
     def relaxed_sample(self, latent, k):
         with torch.no_grad():
@@ -385,11 +383,10 @@ class IGR(_Relaxed):
     name = "igr"
 
     def __init__(self, temperature: float = 0.5, sigma: float = 1.7, delta: float = 1.0):
-        super().__init__(temperature)
         checks.positive("sigma", sigma)
         checks.positive("delta", delta)
         self.sigma, self.delta = float(sigma), float(delta)
-        self.options.update(sigma=self.sigma, delta=self.delta)
+        super().__init__(temperature, sigma=self.sigma, delta=self.delta)
 
     def bit_relaxation(self):
         return functools.partial(relaxed_sbn.igr_bits, temperature=self.temperature, sigma=self.sigma)

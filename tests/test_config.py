@@ -51,6 +51,19 @@ def test_device_cuda_with_cuda(monkeypatch):
     assert config.tensor([1.0]).device.type == "cuda"
 
 
+def test_device_argument_wins_over_env_and_is_checked(monkeypatch):
+    monkeypatch.setenv(config.ENV_DEVICE, "garbage")
+    assert config.device("cpu") == config.device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"^device='gpu0' is not a torch device"):
+        config.device("gpu0")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_device_argument_cuda_without_cuda():
+    with pytest.raises(ValueError, match=r"^device='cuda'.*no CUDA"):
+        config.device("cuda")
+
+
 def test_tensor_dtype_and_device(monkeypatch):
     monkeypatch.setenv(config.ENV_DEVICE, "cpu")
     t = config.tensor([1, 2])

@@ -18,7 +18,7 @@ import torch
 
 import vitools.config as config
 from vitools.data import cache, mnist
-from vitools.data import binarize, load_mnist
+from vitools.data import binarize, downsample, load_mnist, small_digits
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_NPZ = ROOT.parent / "shared" / "data" / "binarized_mnist.npz"
@@ -143,6 +143,25 @@ def test_fixed_binarization_is_identical_across_calls_and_threshold_cuts_at_half
     assert torch.equal(load_mnist(split="test", binarize="threshold"), (grey > 0.5).float())
     assert torch.equal(binarize(grey, "fixed", seed=3), fixed)
     assert binarize(grey, None) is grey
+
+
+def test_downsample_averages_blocks():
+    x = torch.zeros(2, 784)
+    x[0, :28] = 1.0                                 # first image row
+    small = downsample(x, 14)
+    assert small.shape == (2, 196)
+    assert torch.allclose(small[0, :14], torch.full((14,), 0.5)) and small[1].sum() == 0
+    with pytest.raises(ValueError, match="size must divide 28"):
+        downsample(torch.zeros(1, 784), 5)
+    with pytest.raises(ValueError, match="x must lie in"):
+        downsample(torch.full((1, 784), 2.0), 14)
+
+
+def test_small_digits_are_binary_pooled_and_fixed():
+    a = small_digits("test", size=14, n=50, seed=0)
+    b = small_digits("test", size=14, n=50, seed=0)
+    assert a.shape == (50, 196) and torch.equal(a, b)
+    assert set(a.unique().tolist()) <= {0.0, 1.0} and 0.05 < a.mean() < 0.4
 
 
 # ---------------------------------------------------------------- data directory, npz

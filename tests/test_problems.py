@@ -171,6 +171,18 @@ def test_factorised_states_and_cost_index():
     assert torch.equal(problem.cost(batched), problem.costs.reshape(4, 8))
 
 
+@pytest.mark.parametrize("digits, base", [(1, 2), (3, 2), (2, 3), (3, 4)])
+def test_enumerate_states_lists_every_tuple_least_significant_first(digits, base):
+    states = P.enumerate_states(digits, base)
+    assert states.shape == (base**digits, digits) and states.dtype == torch.int64
+    expected = [tuple(reversed(t)) for t in itertools.product(range(base), repeat=digits)]
+    assert [tuple(row) for row in states.tolist()] == expected
+    with pytest.raises(ValueError, match="base must be an integer >= 2"):
+        P.enumerate_states(3, 1)
+    with pytest.raises(ValueError, match="num_digits must be an integer >= 1"):
+        P.enumerate_states(0)
+
+
 def test_random_is_reproducible():
     a = P.FactorisedBernoulli.random(5, seed=9).costs
     assert torch.equal(a, P.FactorisedBernoulli.random(5, seed=9).costs)

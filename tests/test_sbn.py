@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+import vitools as vt
 from vitools.models import sbn
 from vitools.models.sbn import SBN, iwae_bound
 
@@ -128,12 +129,18 @@ def test_parameter_split_covers_everything():
     assert ids == {id(p) for p in model.parameters()}
 
 
-def test_downsample_averages_blocks():
-    x = torch.zeros(2, 784)
-    x[0, :28] = 1.0                                 # first image row
-    small = sbn.downsample(x, 14)
-    assert small.shape == (2, 196)
-    assert torch.allclose(small[0, :14], torch.full((14,), 0.5)) and small[1].sum() == 0
+def test_active_units_counts_units_whose_posterior_mean_varies_with_x():
+    torch.manual_seed(0)
+    model, x = tiny((3, 2)), data(n=40)
+    with torch.no_grad():
+        for enc in model.encoders:
+            enc.weight.zero_()
+    assert sbn.active_units(model, x) == [0, 0]          # q(h | x) ignores x: nothing is active
+    with torch.no_grad():
+        model.encoders[0].weight[0, 0] = 8.0             # unit 0 of layer 1 copies pixel 0
+    assert sbn.active_units(model, x) == [1, 0]
+    with pytest.raises(ValueError, match="threshold must be positive"):
+        sbn.active_units(model, x, threshold=0.0)
 
 
 # ------------------------------------------------------------------------ bad input
@@ -180,40 +187,23 @@ def test_rejects_bad_construction():
         SBN(5, (2,), nonlinear=True, hidden=0)
     with pytest.raises(ValueError, match="at most 16 can be enumerated"):
         SBN(5, (17,)).exact_log_px(torch.zeros(1, 5))
-    with pytest.raises(ValueError, match="size must divide 28"):
-        sbn.downsample(torch.zeros(1, 784), 5)
-    with pytest.raises(ValueError, match="x must lie in"):
-        sbn.downsample(torch.full((1, 784), 2.0), 14)
     with pytest.raises(ValueError, match="n must be an integer >= 1"):
         SBN(5, (2,)).generate(0)
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         sbn.evaluate(SBN(5, (2,)), torch.zeros(1, 5), batch_size=0)
 
 
-# ------------------------------------------------------------------------ data, plots, explorer
-def test_small_digits_are_binary_pooled_and_fixed():
-    a = sbn.small_digits("test", size=14, n=50, seed=0)
-    b = sbn.small_digits("test", size=14, n=50, seed=0)
-    assert a.shape == (50, 196) and torch.equal(a, b)
-    assert set(a.unique().tolist()) <= {0.0, 1.0} and 0.05 < a.mean() < 0.4
-
-
+# ------------------------------------------------------------------------ training, plots, explorer
 def test_train_sbn_records_validation_bound():
     torch.manual_seed(0)
     x = sbn.small_digits("test", size=7, n=200)
     model = SBN(49, (4,))
-    est = vt_estimators().get("nvil", hidden=8)
+    est = vt.estimators.get("nvil", hidden=8)
     history = sbn.train_sbn(model, est, x, steps=60, lr=1e-2, x_valid=x[:50], eval_every=30, progress=False)
     bounds = history.evals["valid_bound"]
     assert len(bounds) == 3 and bounds[-1] > bounds[0]
     with pytest.raises(ValueError, match="k must be an integer >= 1"):
         sbn.train_sbn(model, est, x, k=0)
-
-
-def vt_estimators():
-    import vitools as vt
-    from vitools.estimators import nvil  # noqa: F401
-    return vt.estimators
 
 
 def test_group_variance_and_explorer_toggle():

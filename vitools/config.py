@@ -31,22 +31,27 @@ ENV_DEVICE = "VITOOLS_DEVICE"
 DEFAULT_DTYPE = torch.float32
 
 
-def device() -> torch.device:
-    """The device every vitools tensor lives on.
+def device(requested: torch.device | str | None = None) -> torch.device:
+    """The device every vitools tensor lives on, or ``requested`` when a caller names one.
 
-    ``VITOOLS_DEVICE`` wins when set; otherwise ``cuda`` when a GPU is visible, else ``cpu``.
-    Asking for CUDA on a machine without it is an error rather than a silent fallback.
+    ``requested`` (a function's ``device=`` argument) wins when given; then ``VITOOLS_DEVICE``;
+    otherwise ``cuda`` when a GPU is visible, else ``cpu``. Asking for CUDA on a machine
+    without it is an error rather than a silent fallback.
     """
-    requested = os.environ.get(ENV_DEVICE, "").strip()
-    if requested:
-        try:
-            dev = torch.device(requested)
-        except RuntimeError as err:
-            raise ValueError(f"{ENV_DEVICE}={requested!r} is not a torch device: {err}") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"{ENV_DEVICE}={requested!r} but torch sees no CUDA device")
-        return dev
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested is None:
+        requested = os.environ.get(ENV_DEVICE, "").strip()
+        if not requested:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        what = f"{ENV_DEVICE}={requested!r}"
+    else:
+        what = f"device={requested!r}"
+    try:
+        dev = torch.device(requested)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{what} is not a torch device such as 'cpu' or 'cuda'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{what} but torch sees no CUDA device")
+    return dev
 
 
 def tensor(data, dtype: torch.dtype | None = None) -> torch.Tensor:

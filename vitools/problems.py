@@ -42,7 +42,20 @@ from . import checks, config
 __all__ = [
     "Problem", "GaussianQuadratic", "GaussianExp", "GaussianCos", "BernoulliQuadratic",
     "FactorisedBernoulli", "CategoricalCost", "PoissonQuadratic", "UniformLinear", "catalog",
+    "enumerate_states",
 ]
+
+
+def enumerate_states(num_digits: int, base: int = 2, device=None) -> torch.Tensor:
+    """Every tuple of ``num_digits`` digits in ``base``: long ``[base**num_digits, num_digits]``,
+    row ``i`` holding the digits of ``i``, least significant first (column ``d`` weighs ``base**d``).
+
+    The states that exact expectations over small discrete models sum over: bits of
+    :class:`FactorisedBernoulli` and sigmoid belief nets, codes of categorical latents.
+    """
+    num_digits, base = checks.count("num_digits", num_digits), checks.count("base", base, minimum=2)
+    index = torch.arange(base**num_digits, device=device)
+    return (index[:, None] // base ** torch.arange(num_digits, device=device)) % base
 
 
 class Problem:
@@ -255,8 +268,7 @@ class FactorisedBernoulli(Problem):
 
     def states(self) -> torch.Tensor:
         """All ``2**D`` states as a ``[2**D, D]`` float tensor, row ``i`` = binary digits of ``i``."""
-        index = torch.arange(2**self.num_bits, device=self.costs.device)
-        return ((index[:, None] // self._weights) % 2).to(self.costs.dtype)
+        return enumerate_states(self.num_bits, device=self.costs.device).to(self.costs.dtype)
 
     def cost(self, z):
         index = (z * self._weights).sum(-1).round().long()

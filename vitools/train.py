@@ -132,7 +132,7 @@ def fit(loss_fn: Callable, params_or_module, data=None, steps: int = 1000, batch
     eval_every = checks.count("eval_every", eval_every if eval_every is not None else max(1, steps // 10))
     if not isinstance(progress, bool):
         raise ValueError(f"progress must be True or False, got {progress!r}")
-    device = config.device() if device is None else torch.device(device)
+    device = config.device(device)
     params = _parameters(params_or_module)
     if isinstance(optimizer, torch.optim.Optimizer):
         opt = optimizer

@@ -5,6 +5,8 @@ from a data directory.
   the bundled 5,000-digit subset (offline), the fixed Larochelle-Murray binarization used
   by VIMCO, REBAR and RELAX, or the original 60k/10k greyscale set (see :mod:`.mnist`).
 * :func:`binarize` -- dynamic, fixed or threshold binarization of intensities in [0, 1].
+* :func:`small_digits` -- the bundled digits pooled to 14x14 (:func:`downsample`) and
+  binarized once, for models that must train in notebook time.
 * :func:`load_chorales` -- polyphonic music as 88-key piano rolls: bundled Bach chorales
   (offline) or the canonical JSB Chorales split (see :mod:`.music`).
 * :mod:`.cache` -- the generic layer: :func:`data_dir`, :func:`register`, :func:`fetch`,
@@ -20,8 +22,8 @@ The data directory is the ``data_dir=`` argument, else ``$VITOOLS_DATA_DIR``, el
 """
 from . import cache, mnist, music
 from .cache import data_dir, fetch, register, sha256
-from .mnist import binarize, load_mnist
+from .mnist import binarize, downsample, load_mnist, small_digits
 from .music import load_chorales
 
-__all__ = ["cache", "mnist", "music", "data_dir", "fetch", "register", "sha256", "binarize", "load_mnist",
-           "load_chorales"]
+__all__ = ["cache", "mnist", "music", "data_dir", "fetch", "register", "sha256", "binarize", "downsample",
+           "load_mnist", "small_digits", "load_chorales"]

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .. import checks, config
+from ..smc import pad_sequences
 from . import cache
 
 LOWEST, KEYS = 21, 88
@@ -138,6 +139,7 @@ def load_chorales(source: str = "bundled", split: str = "train", data_dir=None, 
     if max_steps is not None:
         max_steps = checks.count("max_steps", max_steps)
     base_url = cache.check_base_url(base_url)
+    dev = config.device(device)
     if source == "bundled":
         pieces = read_bundled()[split]
     else:
@@ -148,10 +150,6 @@ def load_chorales(source: str = "bundled", split: str = "train", data_dir=None, 
             pieces = read_pickle(cache.fetch(PICKLE_NAME, data_dir, base_url, download))[split]
     if max_steps is not None:
         pieces = [p[:max_steps] for p in pieces]
+    x, mask = pad_sequences([torch.from_numpy(p).float() for p in pieces])
     lengths = torch.tensor([len(p) for p in pieces])
-    x = np.zeros((len(pieces), int(lengths.max()), KEYS), dtype=np.float32)
-    for i, piece in enumerate(pieces):
-        x[i, :len(piece)] = piece
-    dev = torch.device(device) if device is not None else config.device()
-    mask = (torch.arange(x.shape[1])[None] < lengths[:, None]).float()
-    return PianoRolls(torch.from_numpy(x).to(dev), mask.to(dev), lengths.to(dev))
+    return PianoRolls(x.to(dev), mask.to(dev), lengths.to(dev))

@@ -53,7 +53,6 @@ per-example bounds ``[N]``. Example::
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from collections.abc import Sequence
 
@@ -64,6 +63,7 @@ from torch import nn
 
 from .. import checks, config
 from ..estimators.relaxed import ExpConcrete, gapped_logits, igr_simplex
+from ..problems import enumerate_states
 from .vae import ACTIVATIONS, _mlp
 
 METHODS = ("gumbel_softmax", "straight_through", "gapped_straight_through", "igr")
@@ -100,7 +100,7 @@ class CategoricalVAE(nn.Module):
             self.encoder = _mlp([self.input_dim, *self.hidden, code], activation)
             self.decoder = _mlp([code, *self.hidden[::-1], self.input_dim], activation)
         self.register_buffer("_zero", torch.zeros(()))
-        self.to(config.device() if device is None else torch.device(device))
+        self.to(config.device(device))
 
     def extra_repr(self) -> str:
         return (f"input_dim={self.input_dim}, hidden={self.hidden}, num_latents={self.num_latents}, "
@@ -201,8 +201,7 @@ class CategoricalVAE(nn.Module):
                              f"got {max_states}")
         x = self._check_x(x)
         ref = self._zero
-        index = torch.tensor(list(itertools.product(range(self.num_classes), repeat=self.num_latents)),
-                             device=ref.device)                                    # [S, L]
+        index = enumerate_states(self.num_latents, self.num_classes, device=ref.device)   # [S, L]
         codes = F.one_hot(index, self.num_classes).to(ref.dtype)                   # [S, L, C]
         log_lik = self._decode(codes[:, None]).log_prob(x)                         # [S, N]
         log_q = self._encode(x)                                                    # [N, L, C]

@@ -38,6 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import checks, config
+from ..data.mnist import downsample, small_digits  # noqa: F401  (re-exported: the SBN notebooks' data)
+from ..problems import enumerate_states
+from .vae import _mlp
 
 MAX_ENUMERATED_BITS = 16
 MAX_ENUMERATED_TUPLES = 2**18
@@ -45,10 +48,7 @@ CHUNK_ELEMENTS = 2**24            # bound on states * examples * units held at o
 
 
 def _net(n_in: int, n_out: int, nonlinear: bool, hidden: int) -> nn.Module:
-    if not nonlinear:
-        return nn.Linear(n_in, n_out)
-    return nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
-                         nn.Linear(hidden, n_out))
+    return _mlp([n_in, hidden, hidden, n_out], "tanh") if nonlinear else nn.Linear(n_in, n_out)
 
 
 def bernoulli_log_prob(logits: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -188,9 +188,7 @@ class SBN(nn.Module):
         if self.num_bits > MAX_ENUMERATED_BITS:
             raise ValueError(f"model has {self.num_bits} latent bits; at most {MAX_ENUMERATED_BITS} "
                              "can be enumerated")
-        dev = self.prior_logits.device
-        index = torch.arange(2**self.num_bits, device=dev)
-        bits = ((index[:, None] >> torch.arange(self.num_bits, device=dev)) & 1).to(self.prior_logits.dtype)
+        bits = enumerate_states(self.num_bits, device=self.prior_logits.device).to(self.prior_logits.dtype)
         return list(bits.split(self.latent, dim=1))
 
     def _enumerated(self, x: torch.Tensor):
@@ -231,8 +229,7 @@ class SBN(nn.Module):
         if size**k > MAX_ENUMERATED_TUPLES:
             raise ValueError(f"k={k} with {size} states needs {size}**{k} tuples; at most "
                              f"{MAX_ENUMERATED_TUPLES} can be enumerated")
-        digits = size ** torch.arange(k, device=log_p.device)
-        tuples = (torch.arange(size**k, device=log_p.device)[:, None] // digits) % size   # [T, k]
+        tuples = enumerate_states(k, size, device=log_p.device)                            # [T, k]
         log_w = (log_p - log_q)[tuples]                                                    # [T, k, N]
         bound = torch.logsumexp(log_w, 1) - math.log(k)                                     # [T, N]
         return (log_q[tuples].sum(1).exp() * bound).sum(0)
@@ -264,28 +261,6 @@ def evaluate(model, x: torch.Tensor, k: int = 1, batch_size: int = 100, k_chunk:
 def log_likelihood(model, x: torch.Tensor, k: int = 1000, batch_size: int = 20) -> float:
     """Importance-sampled $\\log p(x)$ with ``k`` proposals from $q$ (Burda et al. 2016, k=5000)."""
     return evaluate(model, x, k=k, batch_size=batch_size)
-
-
-def downsample(x: torch.Tensor, size: int = 14) -> torch.Tensor:
-    """Average-pool greyscale 28x28 digits ``[N, 784]`` in [0, 1] to ``[N, size*size]``."""
-    checks.shape("x", x, (784,), what="28x28 images")
-    checks.probability("x", x)
-    checks.count("size", size)
-    if 28 % size:
-        raise ValueError(f"size must divide 28, got {size}")
-    return F.avg_pool2d(x.reshape(-1, 1, 28, 28), 28 // size).reshape(x.shape[0], size * size)
-
-
-def small_digits(split: str = "train", size: int = 14, n: int | None = None, seed: int = 0,
-                 data_dir=None) -> torch.Tensor:
-    """Bundled MNIST digits pooled to ``size x size`` and binarized once with ``seed``:
-    ``[N, size*size]`` in {0, 1}, small enough for notebook-speed SBNs."""
-    from ..data import binarize, load_mnist
-
-    x = load_mnist("bundled", split=split, binarize=None, data_dir=data_dir)
-    if n is not None:
-        x = x[: checks.count("n", n)]
-    return binarize(downsample(x, size), "fixed", seed=seed)
 
 
 def train_sbn(model, estimator, x_train: torch.Tensor, k: int = 1, steps: int = 1000,

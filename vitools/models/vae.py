@@ -74,7 +74,7 @@ class GaussianVAE(nn.Module):
             self.encoder = _mlp([self.input_dim, *self.hidden, 2 * self.latent_dim], activation)
             self.decoder = _mlp([self.latent_dim, *self.hidden[::-1], self.input_dim], activation)
         self.register_buffer("_zero", torch.zeros(self.latent_dim))
-        self.to(config.device() if device is None else torch.device(device))
+        self.to(config.device(device))
 
     def extra_repr(self) -> str:
         return f"input_dim={self.input_dim}, hidden={self.hidden}, latent_dim={self.latent_dim}"

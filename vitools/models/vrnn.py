@@ -20,7 +20,7 @@ Example::
     >>> music = vt.data.music.load_chorales(split="train", max_steps=32)
     >>> model = VRNN(hidden=32, latent=8, data_mean=music.x[music.mask > 0].mean(0))
     >>> result = vt.smc.fivo(model, music.x[:4], 4, mask=music.mask[:4])
-    >>> (result.log_z.sum() / result.num_steps.sum())      # per-time-step bound (nats)
+    >>> vt.smc.per_step(result)                            # per-time-step bound (nats)
 """
 from __future__ import annotations
 
@@ -30,12 +30,10 @@ import torch
 from torch import nn
 
 from .. import checks, config
+from .sbn import bernoulli_log_prob
+from .vae import _mlp
 
 KEYS = 88
-
-
-def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, outputs))
 
 
 def _normal_log_prob(z, mean, scale):
@@ -53,12 +51,12 @@ class VRNN(nn.Module):
         self.hidden = checks.count("hidden", hidden)
         self.latent = checks.count("latent", latent)
         self.data_dim = checks.count("data_dim", data_dim)
-        self.encode_x = _mlp(data_dim, hidden, hidden)
-        self.encode_z = _mlp(latent, hidden, hidden)
+        self.encode_x = _mlp([data_dim, hidden, hidden], "relu")
+        self.encode_z = _mlp([latent, hidden, hidden], "relu")
         self.rnn = nn.LSTMCell(2 * hidden, hidden)
-        self.prior = _mlp(hidden, hidden, 2 * latent)
-        self.proposal = _mlp(2 * hidden, hidden, 2 * latent)
-        self.emission = _mlp(2 * hidden, hidden, data_dim)
+        self.prior = _mlp([hidden, hidden, 2 * latent], "relu")
+        self.proposal = _mlp([2 * hidden, hidden, 2 * latent], "relu")
+        self.emission = _mlp([2 * hidden, hidden, data_dim], "relu")
         if data_mean is not None:
             mean = checks.probability("data_mean", torch.as_tensor(data_mean, dtype=torch.float32).cpu())
             checks.shape("data_mean", mean, (data_dim,))
@@ -95,8 +93,7 @@ class VRNN(nn.Module):
         q_mean = prior_mean + delta
         z = q_mean + q_scale * torch.randn_like(q_mean)
         logits = self.emission(torch.cat([h, self.encode_z(z)], -1))               # [B, K, 88]
-        log_px = -nn.functional.binary_cross_entropy_with_logits(
-            logits, x[:, t, None].expand_as(logits), reduction="none").sum(-1)
+        log_px = bernoulli_log_prob(logits, x[:, t, None])                        # [B, K]
         log_alpha = _normal_log_prob(z, prior_mean, prior_scale) + log_px - _normal_log_prob(z, q_mean, q_scale)
         return (h, c, z), log_alpha
 

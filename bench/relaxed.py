@@ -33,15 +33,18 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-import vitools as vt
-from vitools.estimators import control, relaxed  # noqa: F401  (register the estimators)
-from vitools.diagnostics import grad_samples, summarize
-from vitools.models import sbn
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import vitools as vt  # noqa: E402
+from vitools.estimators import control, relaxed  # noqa: F401, E402  (register the estimators)
+from vitools.diagnostics import grad_samples, summarize  # noqa: E402
+from vitools.models import sbn  # noqa: E402
+from bench._timing import interleaved_ms  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "relaxed.md"
 SBN_LINE_UP = [
@@ -77,16 +80,7 @@ def step_ms(estimators, problem, theta, batch, repeats, rounds: int = 5):
     for est in estimators:
         for _ in range(3):
             step(est)
-    best = [float("inf")] * len(estimators)
-    for _ in range(rounds):
-        for i, est in enumerate(estimators):
-            times = []
-            for _ in range(max(1, repeats // rounds)):
-                start = time.perf_counter()
-                step(est)
-                times.append(time.perf_counter() - start)
-            best[i] = min(best[i], 1000 * statistics.median(times))
-    return best
+    return interleaved_ms([lambda est=est: step(est) for est in estimators], max(1, repeats // rounds), rounds)
 
 
 def phi_variance(est, model, x, batches: int, m: int) -> float:
@@ -105,14 +99,14 @@ def sbn_section(latent, quick: bool) -> list[str]:
     x = sbn.small_digits("train", n=1000)
     vt.config.seed_everything(0)
     model = sbn.SBN(x.shape[1], latent)
-    sbn.train_sbn(model, vt.estimators.get("disarm"), x, steps=100 if quick else 300, batch_size=50, lr=3e-3,
-                  progress=False)
+    pre_steps, cv_steps = (100, 20) if quick else (300, 100)
+    sbn.train_sbn(model, vt.estimators.get("disarm"), x, steps=pre_steps, batch_size=50, lr=3e-3, progress=False)
     batches, m, steps = (20, 50, 10) if quick else (100, 100, 40)
     runs = []                                          # (label, estimator, model copy, optimizer)
     for label, name, opts in SBN_LINE_UP:
         est = vt.estimators.get(name, **opts)
         if name in ("rebar", "relax", "lax"):
-            est.fit_control_variate(model, x, k=1, steps=20 if quick else 100, batch_size=50)
+            est.fit_control_variate(model, x, k=1, steps=cv_steps, batch_size=50)
         elif name == "nvil":
             est.loss(model, x[:200], 1)
         copy = sbn.SBN(x.shape[1], latent)
@@ -123,23 +117,14 @@ def sbn_section(latent, quick: bool) -> list[str]:
         opt.zero_grad()
         (-est.loss(copy, x[torch.randint(x.shape[0], (50,))], 1).mean()).backward()
         opt.step()
-    best = [float("inf")] * len(runs)                  # interleaved rounds: load hits all alike
-    for _ in range(5):
-        for i, (_, est, copy, opt) in enumerate(runs):
-            step(est, copy, opt)
-            times = []
-            for _ in range(max(2, steps // 5)):
-                start = time.perf_counter()
-                step(est, copy, opt)
-                times.append(1000 * (time.perf_counter() - start))
-            best[i] = min(best[i], statistics.median(times))
+    best = interleaved_ms([lambda run=run: step(*run[1:]) for run in runs], max(2, steps // 5), warmup=1)
     out = []
     for (label, est, _, _), ms in zip(runs, best):
         var = statistics.mean(phi_variance(est, model, x[i:i + 1], batches, m) for i in range(3))
         out.append((label, ms, ms / best[0], var))
         print(latent, out[-1], flush=True)
     base_var = out[0][3]
-    lines = [f"## SBN {'-'.join(map(str, latent))} (linear, 14x14 bundled digits, trained 300 DisARM steps)", "",
+    lines = [f"## SBN {'-'.join(map(str, latent))} (linear, 14x14 bundled digits, trained {pre_steps} DisARM steps)", "",
              "| estimator | ms / step | time vs REINFORCE | encoder gradient variance | vs REINFORCE | at equal time vs REINFORCE |",
              "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {l} | {ms:.1f} | {r:.1f}x | {v:.3g} | {v / base_var:.3g} | {v * r / base_var:.3g} |"

@@ -18,30 +18,25 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-import vitools as vt
-from vitools.estimators import multisample, nvil  # noqa: F401  (register the estimators)
-from vitools.models import sbn
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import vitools as vt  # noqa: E402
+from vitools.estimators import multisample, nvil  # noqa: F401, E402  (register the estimators)
+from vitools.models import sbn  # noqa: E402
+from bench._timing import interleaved_ms  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sbn.md"
 
 
 def time_steps(step, repeats: int, warmup: int = 5) -> float:
     """Median wall-clock milliseconds of ``step()`` over ``repeats`` calls."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return interleaved_ms([step], repeats, rounds=1, warmup=warmup)[0]
 
 
 def vitools_step(model, est, x, k):

@@ -54,15 +54,18 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
-import vitools as vt
-from vitools.diagnostics import grad_samples, summarize
-from vitools.estimators import control, relaxed  # noqa: F401  (register the estimators)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import vitools as vt  # noqa: E402
+from vitools.diagnostics import grad_samples, summarize  # noqa: E402
+from vitools.estimators import control, relaxed  # noqa: F401, E402  (register the estimators)
+from bench._timing import interleaved_ms  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "storchastic.md"
 TARGET, LOGIT, TAU = 0.45, 1.0, 0.5
@@ -124,13 +127,10 @@ def measure_vitools(name, opts, problem, n, steps, cv_steps):
     if cv_steps:
         est.prepare(problem, theta, 1)
     g = grad_samples(est, problem, theta, n=n, seed=0)
-    times = []
-    for _ in range(steps + 3):
-        start = time.perf_counter()
-        th = torch.tensor([LOGIT], requires_grad=True)
-        est(problem, th, 1).sum().backward()
-        times.append(time.perf_counter() - start)
-    return g, 1000 * statistics.median(times[3:])
+
+    def step():
+        est(problem, torch.tensor([LOGIT], requires_grad=True), 1).sum().backward()
+    return g, interleaved_ms([step], steps, rounds=1, warmup=3)[0]
 
 
 def row(label, lib, g, ms, exact):

@@ -54,3 +54,34 @@ def test_display_bundle_carries_a_static_png_beside_the_widget(explorer):
 def test_unknown_problem_is_an_error():
     with pytest.raises(ValueError, match="problem must be one of"):
         vt.widgets.VarianceExplorer(problem="no such problem")
+    with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
+        vt.widgets.VarianceExplorer(n=0)
+    with pytest.raises(ValueError, match="max_draws must be an integer >= 1, got 0"):
+        vt.widgets.VarianceExplorer(max_draws=0)
+
+
+def test_small_n_is_honoured():
+    explorer = vt.widgets.VarianceExplorer(n=50)
+    assert explorer.data["n"] == 50 and explorer.data["samples"]["pathwise"].shape == (50,)
+
+
+def test_multisample_snr_explorer_moves_caches_and_validates():
+    from vitools.models import sbn
+    from vitools.widgets.sbn import MultiSampleSNRExplorer
+
+    torch.manual_seed(0)
+    x = (torch.rand(20, 16) > 0.5).float()
+    model = sbn.SBN(16, (3,))
+    explorer = MultiSampleSNRExplorer(model, x, x[:1], ks=(2, 5), n=200, prepare_steps=5)
+    assert explorer.data["k"] == 2
+    vimco, nvil = explorer.data["snr"]
+    assert vimco.startswith("vimco") and nvil.startswith("nvil multisample")
+    groups = set(model.parameter_groups())
+    assert all(set(snr) == groups and all(v > 0 for v in snr.values()) for snr in explorer.data["snr"].values())
+    explorer.controls["k"].value = 5
+    assert explorer.data["k"] == 5 and explorer.data["snr"] is explorer._snr(5)      # computed once per K
+    assert len(explorer.png()) > 1000
+    with pytest.raises(ValueError, match="x must be one example"):
+        MultiSampleSNRExplorer(model, x, x[:2])
+    with pytest.raises(ValueError, match="ks must be an integer >= 2"):
+        MultiSampleSNRExplorer(model, x, x[:1], ks=(1, 5))

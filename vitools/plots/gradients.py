@@ -4,11 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .style import estimator_color
-
-
-def _numpy(x):
-    return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=float)
+from .style import estimator_color, to_numpy
 
 
 def draw_gradient_histograms(ax, samples: dict, exact: float | None = None, bins: int = 60,
@@ -19,7 +15,7 @@ def draw_gradient_histograms(ax, samples: dict, exact: float | None = None, bins
     heavy-tailed estimator does not squash the others (samples outside are not drawn); the
     exact gradient is a dashed black line.
     """
-    pooled = np.concatenate([_numpy(v) for v in samples.values()]) if samples else np.zeros(1)
+    pooled = np.concatenate([to_numpy(v) for v in samples.values()]) if samples else np.zeros(1)
     lo, hi = np.quantile(pooled, [(1 - clip_quantile) / 2, (1 + clip_quantile) / 2])
     if exact is not None:
         lo, hi = min(lo, exact), max(hi, exact)
@@ -28,7 +24,7 @@ def draw_gradient_histograms(ax, samples: dict, exact: float | None = None, bins
     edges = np.linspace(lo, hi, bins + 1)
     artists = []
     for label, values in samples.items():
-        v = _numpy(values)
+        v = to_numpy(values)
         weights = np.full(v.shape, 1.0 / (len(v) * (edges[1] - edges[0])))   # density over all samples
         artists.append(ax.hist(v, bins=edges, weights=weights, histtype="step", lw=1.6,
                                color=estimator_color(label), label=label)[2])
@@ -63,14 +59,14 @@ def draw_variance_curves(ax, ks, curves: dict, points: dict | None = None, xlabe
     """Variance against a problem parameter: lines for exact curves (``label -> [len(ks)]``),
     markers for Monte Carlo checks (``label -> (xs, values)``); the log axis shows
     ``dynamic_range`` below the largest value."""
-    ks = _numpy(ks)
+    ks = to_numpy(ks)
     artists = []
     for label, values in curves.items():
-        artists += ax.plot(ks, _numpy(values), color=estimator_color(label), label=label)
+        artists += ax.plot(ks, to_numpy(values), color=estimator_color(label), label=label)
     for label, (xs, values) in (points or {}).items():
-        artists += ax.plot(_numpy(xs), _numpy(values), "o", ms=4, color=estimator_color(label))
+        artists += ax.plot(to_numpy(xs), to_numpy(values), "o", ms=4, color=estimator_color(label))
     ax.set_yscale("log")
-    top = max((float(np.nanmax(_numpy(v))) for v in curves.values()), default=1.0)
+    top = max((float(np.nanmax(to_numpy(v))) for v in curves.values()), default=1.0)
     ax.set_ylim(bottom=top * dynamic_range)     # a variance that touches 0 would squash the rest
     if logx:
         ax.set_xscale("log")
@@ -81,14 +77,14 @@ def draw_variance_curves(ax, ks, curves: dict, points: dict | None = None, xlabe
 
 def draw_cost_and_gradient(ax, xs, costs: dict):
     """The cost functions ``label -> f(xs)`` (solid) and their derivatives (dashed)."""
-    xs_t = torch.as_tensor(_numpy(xs)).requires_grad_(True)
+    xs_t = torch.as_tensor(to_numpy(xs)).requires_grad_(True)
     artists = []
     for i, (label, f) in enumerate(costs.items()):
         ys = f(xs_t)
         (dy,) = torch.autograd.grad(ys.sum(), xs_t)
         color = f"C{i}"
-        artists += ax.plot(_numpy(xs_t), _numpy(ys), color=color, label=label)
-        artists += ax.plot(_numpy(xs_t), _numpy(dy), "--", color=color)
+        artists += ax.plot(to_numpy(xs_t), to_numpy(ys), color=color, label=label)
+        artists += ax.plot(to_numpy(xs_t), to_numpy(dy), "--", color=color)
     ax.set_xlabel("x")
     ax.legend()
     return artists

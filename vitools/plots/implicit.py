@@ -4,9 +4,8 @@ accuracy of each method's dz/dtheta."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from .style import estimator_color
+from .style import estimator_color, running_mean, to_numpy
 
 
 # Distinct colours for the methods compared here (falls back to the workbook palette).
@@ -19,17 +18,13 @@ def _color(label: str) -> str:
     return METHOD_COLORS.get(label) or estimator_color(label)
 
 
-def _numpy(x):
-    return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=float)
-
-
 def draw_cdf_surface(ax, z, params, cdf, levels=(0.1, 0.3, 0.5, 0.7, 0.9), xlabel="z", ylabel="theta",
                      log_y: bool = False):
     """Filled ``cdf`` ``[P, Z]`` over ``z`` ``[Z]`` and ``params`` ``[P]``, with level curves
     F = u: holding u fixed and moving theta, the sample slides along one of these curves."""
-    Z, P = np.meshgrid(_numpy(z), _numpy(params))
-    fill = ax.contourf(Z, P, _numpy(cdf), levels=20, cmap="viridis")
-    lines = ax.contour(Z, P, _numpy(cdf), levels=list(levels), colors="white", linewidths=1.2)
+    Z, P = np.meshgrid(to_numpy(z), to_numpy(params))
+    fill = ax.contourf(Z, P, to_numpy(cdf), levels=20, cmap="viridis")
+    lines = ax.contour(Z, P, to_numpy(cdf), levels=list(levels), colors="white", linewidths=1.2)
     ax.clabel(lines, fmt=lambda v: f"u={v:g}", fontsize=7)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -40,10 +35,10 @@ def draw_cdf_surface(ax, z, params, cdf, levels=(0.1, 0.3, 0.5, 0.7, 0.9), xlabe
 
 def draw_sample_gradient(ax, z, grads: dict, xlabel="z", ylabel="dz/dtheta"):
     """``grads``: label -> ``[N]`` values of dz/dtheta at the sorted points ``z`` ``[N]``."""
-    order = np.argsort(_numpy(z))
+    order = np.argsort(to_numpy(z))
     artists = []
     for i, (label, g) in enumerate(grads.items()):
-        artists += ax.plot(_numpy(z)[order], _numpy(g)[order], lw=1.8 if i == 0 else 1.2,
+        artists += ax.plot(to_numpy(z)[order], to_numpy(g)[order], lw=1.8 if i == 0 else 1.2,
                            ls="-" if i == 0 else "--", color=_color(label), label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -56,7 +51,7 @@ def draw_error_strips(ax, errors: dict, floor: float = 1e-17, title: str | None 
     artists = []
     labels = list(errors)
     for i, label in enumerate(labels):
-        e = np.clip(_numpy(errors[label]), floor, None)
+        e = np.clip(to_numpy(errors[label]), floor, None)
         artists.append(ax.scatter(e, np.full(e.shape, i), s=18, color=_color(label), alpha=0.8))
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xscale("log")
@@ -71,7 +66,7 @@ def draw_error_curves(ax, params, errors: dict, xlabel="shape alpha", floor: flo
     """Max relative error per method (label -> ``[M]``) against the parameter ``[M]``, log-log."""
     artists = []
     for label, e in errors.items():
-        artists += ax.plot(_numpy(params), np.clip(_numpy(e), floor, None), "o-", ms=3,
+        artists += ax.plot(to_numpy(params), np.clip(to_numpy(e), floor, None), "o-", ms=3,
                            color=_color(label), label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -85,9 +80,7 @@ def draw_elbo_history(ax, histories: dict, smooth: int = 10):
     """ELBO traces (label -> ``[steps]``), smoothed by a running mean of ``smooth`` steps."""
     artists = []
     for label, h in histories.items():
-        h = _numpy(h)
-        kernel = np.ones(min(smooth, len(h))) / min(smooth, len(h))
-        artists += ax.plot(np.convolve(h, kernel, mode="valid"), color=_color(label), label=label)
+        artists += ax.plot(running_mean(to_numpy(h), smooth), color=_color(label), label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("ELBO (running mean)")
     ax.legend()
@@ -96,10 +89,10 @@ def draw_elbo_history(ax, histories: dict, smooth: int = 10):
 
 def draw_angles(ax, angles, grid, densities: dict, bins: int = 24):
     """A histogram of circular data ``angles`` with densities on ``grid`` (label -> ``[G]``)."""
-    artists = [ax.hist(_numpy(angles), bins=bins, range=(-np.pi, np.pi), density=True, color="0.8",
+    artists = [ax.hist(to_numpy(angles), bins=bins, range=(-np.pi, np.pi), density=True, color="0.8",
                        label="data")[2]]
     for label, d in densities.items():
-        artists += ax.plot(_numpy(grid), _numpy(d), color=_color(label), lw=1.8, label=label)
+        artists += ax.plot(to_numpy(grid), to_numpy(d), color=_color(label), lw=1.8, label=label)
     ax.set_xlim(-np.pi, np.pi)
     ax.set_xlabel("angle (radians)")
     ax.legend()

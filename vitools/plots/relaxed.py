@@ -7,18 +7,14 @@ import math
 
 import numpy as np
 
-from .style import estimator_color
+from .style import estimator_color, to_numpy
 
 _CORNERS = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, math.sqrt(3) / 2]])
 
 
-def _numpy(x):
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-
-
 def draw_simplex_samples(ax, samples, title: str = "", labels=("class 1", "class 2", "class 3")):
     """Points ``[n, 3]`` of the probability simplex drawn in barycentric coordinates."""
-    xy = _numpy(samples) @ _CORNERS
+    xy = to_numpy(samples) @ _CORNERS
     ax.fill(*_CORNERS.T, facecolor="none", edgecolor="0.4", lw=0.8)
     artists = ax.scatter(xy[:, 0], xy[:, 1], s=3, alpha=0.35, color="#7570b3", lw=0)
     for corner, label, (dx, dy) in zip(_CORNERS, labels, [(-0.02, -0.07), (0.02, -0.07), (0.0, 0.03)]):
@@ -35,7 +31,7 @@ def draw_relaxed_bit_density(ax, xs, densities: dict, probability: float | None 
     """Densities of a relaxed bit on (0, 1), one curve per label (e.g. per temperature)."""
     lines = []
     for label, dens in densities.items():
-        (line,) = ax.plot(_numpy(xs), _numpy(dens), label=label)
+        (line,) = ax.plot(to_numpy(xs), to_numpy(dens), label=label)
         lines.append(line)
     ax.set_yscale("log")
     ax.set_xlabel("relaxed bit x")
@@ -50,13 +46,13 @@ def draw_relaxed_bit_density(ax, xs, densities: dict, probability: float | None 
 
 def draw_bias_variance(ax, temperatures, bias: dict, variance: dict):
     """Squared bias (solid) and variance (dashed) of gradient estimators against temperature."""
-    temps = _numpy(temperatures)
+    temps = to_numpy(temperatures)
     lines = []
     for label in bias:
         color = estimator_color(label)
-        lines += ax.plot(temps, _numpy(bias[label]), "-o", ms=3, color=color, label=f"{label}: bias$^2$")
+        lines += ax.plot(temps, to_numpy(bias[label]), "-o", ms=3, color=color, label=f"{label}: bias$^2$")
         if label in variance:
-            lines += ax.plot(temps, _numpy(variance[label]), "--", color=color, label=f"{label}: variance")
+            lines += ax.plot(temps, to_numpy(variance[label]), "--", color=color, label=f"{label}: variance")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("temperature $\\tau$")
@@ -70,7 +66,7 @@ def draw_log_variance_curves(ax, steps, curves: dict, ylabel: str = "log10 varia
     lines = []
     for label, values in curves.items():
         color = (colors or {}).get(label, estimator_color(label))
-        lines += ax.plot(_numpy(steps), _numpy(values), label=label, color=color)
+        lines += ax.plot(to_numpy(steps), to_numpy(values), label=label, color=color)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.legend()

@@ -4,18 +4,13 @@ variance per parameter group, bound-versus-updates curves."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from .style import PALETTE
-
-
-def _numpy(x):
-    return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=float)
+from .style import PALETTE, to_numpy
 
 
 def draw_digits(ax, images, rows: int = 2, title: str | None = None):
     """A grid of square images ``[n, side*side]`` (the first ``rows * cols`` of them)."""
-    images = _numpy(images)
+    images = to_numpy(images)
     side = int(round(np.sqrt(images.shape[1])))
     cols = max(1, images.shape[0] // rows)
     grid = images[: rows * cols].reshape(rows, cols, side, side).transpose(0, 2, 1, 3)
@@ -53,7 +48,7 @@ def draw_bound_curves(ax, curves: dict, ylabel: str = "validation bound (nats)",
     ``skip_before`` are left out (the untrained model's bound squashes the scale)."""
     artists = []
     for i, (label, (steps, values)) in enumerate(curves.items()):
-        steps, values = _numpy(steps), _numpy(values)
+        steps, values = to_numpy(steps), to_numpy(values)
         keep = steps >= skip_before
         artists.extend(ax.plot(steps[keep], values[keep], marker="o", ms=3, lw=1.5,
                                color=PALETTE[i % len(PALETTE)], label=label))
@@ -68,7 +63,7 @@ def draw_snr_vs_k(ax, ks, snrs: dict, ylabel: str = "gradient SNR", legend: bool
     """SNR against the number of samples ``K`` for each estimator: ``{label: [len(ks)]}``."""
     artists = []
     for i, (label, values) in enumerate(snrs.items()):
-        artists.extend(ax.plot(_numpy(ks), _numpy(values), marker="o", color=PALETTE[i % len(PALETTE)],
+        artists.extend(ax.plot(to_numpy(ks), to_numpy(values), marker="o", color=PALETTE[i % len(PALETTE)],
                                label=label))
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -6,28 +6,23 @@ arXiv:1705.09279); the numbers come from :mod:`vitools.smc` and the models.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from .style import estimator_color
-
-
-def _numpy(x):
-    return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=float)
+from .style import estimator_color, running_mean, to_numpy
 
 
 def draw_bound_curves(ax, xs, curves: dict, exact=None, xlabel: str = "particles K", log_x: bool = True):
     """Mean ± one standard deviation of each bound's estimate (``label -> [len(xs), repeats]``)
     against ``xs``; ``exact`` (a number or ``[len(xs)]``) as a dashed black line."""
-    xs = _numpy(xs)
+    xs = to_numpy(xs)
     artists = []
     for label, samples in curves.items():
-        s = _numpy(samples)
+        s = to_numpy(samples)
         mean, std = s.mean(1), s.std(1)
         color = estimator_color(label)
         artists.append(ax.plot(xs, mean, "o-", color=color, label=label, ms=3)[0])
         artists.append(ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.2, lw=0))
     if exact is not None:
-        artists.append(ax.plot(xs, np.broadcast_to(_numpy(exact), xs.shape), "k--", lw=1.2, label="log p(x)")[0])
+        artists.append(ax.plot(xs, np.broadcast_to(to_numpy(exact), xs.shape), "k--", lw=1.2, label="log p(x)")[0])
     if log_x:
         ax.set_xscale("log", base=2)
     ax.set_xlabel(xlabel)
@@ -38,12 +33,12 @@ def draw_bound_curves(ax, xs, curves: dict, exact=None, xlabel: str = "particles
 
 def draw_gap_histograms(ax, gaps: dict, bins: int = 40):
     """Histograms of ``log Z_hat - log p(x)`` per bound (``label -> [repeats]``)."""
-    pooled = np.concatenate([_numpy(v) for v in gaps.values()])
+    pooled = np.concatenate([to_numpy(v) for v in gaps.values()])
     lo, hi = np.quantile(pooled, [0.01, 1.0])
     edges = np.linspace(min(lo, -0.5), max(hi, 0.1), bins + 1)
     artists = []
     for label, values in gaps.items():
-        artists.append(ax.hist(np.clip(_numpy(values), edges[0], edges[-1]), bins=edges, histtype="step",
+        artists.append(ax.hist(np.clip(to_numpy(values), edges[0], edges[-1]), bins=edges, histtype="step",
                                lw=1.6, density=True, color=estimator_color(label), label=label)[2])
     artists.append(ax.axvline(0.0, color="black", ls="--", lw=1.2))
     ax.set_xlabel("log Z_hat - log p(x)  (nats)")
@@ -52,19 +47,14 @@ def draw_gap_histograms(ax, gaps: dict, bins: int = 40):
     return artists
 
 
-def draw_ess(ax, ess, resampled=None, num_particles: int | None = None, label: str = "FIVO"):
-    """Effective sample size over time ``[T]`` (or mean of ``[R, T]``), resampling steps as ticks."""
-    e = _numpy(ess)
+def draw_ess(ax, ess, num_particles: int | None = None, label: str = "FIVO"):
+    """Effective sample size over time ``[T]`` (or mean of ``[R, T]``), with ``K / 2`` dotted."""
+    e = to_numpy(ess)
     e = e.mean(0) if e.ndim == 2 else e
     t = np.arange(1, len(e) + 1)
     artists = [ax.plot(t, e, color=estimator_color(label), label=f"ESS ({label})")[0]]
     if num_particles is not None:
         artists.append(ax.axhline(num_particles / 2, color="grey", ls=":", lw=1, label="K / 2"))
-    if resampled is not None:
-        r = _numpy(resampled)
-        r = r.mean(0) if r.ndim == 2 else r
-        artists.append(ax.bar(t, r * (num_particles or e.max()) * 0.1, color="grey", alpha=0.4,
-                              label="resampled (share)"))
     ax.set_xlabel("time step t")
     ax.set_ylabel("effective sample size")
     ax.legend(loc="upper right")
@@ -82,7 +72,7 @@ def draw_proposal_parameters(axes, proposals: dict, exact: dict | None = None, i
     for ax, (attr, title) in zip(axes, names):
         for style, group in (("o-", proposals), ("--", exact or {})):
             for label, q in group.items():
-                values = _numpy(getattr(q, attr))[min(index, getattr(q, attr).shape[0] - 1)].reshape(
+                values = to_numpy(getattr(q, attr))[min(index, getattr(q, attr).shape[0] - 1)].reshape(
                     getattr(q, attr).shape[1], -1)[:, 0]
                 artists.append(ax.plot(np.arange(1, len(values) + 1), values, style, ms=3, lw=1.4,
                                        color=estimator_color(label), label=label)[0])
@@ -94,7 +84,7 @@ def draw_proposal_parameters(axes, proposals: dict, exact: dict | None = None, i
 
 def draw_piano_roll(ax, roll, title: str = "", lowest: int = 21):
     """A binary piano roll ``[T, 88]`` as an image: time across, pitch up (MIDI ``lowest + k``)."""
-    r = _numpy(roll)
+    r = to_numpy(roll)
     keys = np.nonzero(r.any(0))[0]
     lo, hi = (keys.min() - 2, keys.max() + 3) if keys.size else (20, 70)
     image = ax.imshow(r[:, lo:hi].T, origin="lower", aspect="auto", cmap="Greys", interpolation="nearest",
@@ -110,7 +100,7 @@ def draw_per_step_bounds(ax, curves: dict):
     """Per-time-step bound on held-out pieces (``label -> [T]`` nats per step, mean over pieces)."""
     artists = []
     for label, values in curves.items():
-        v = _numpy(values)
+        v = to_numpy(values)
         artists.append(ax.plot(np.arange(1, len(v) + 1), v, color=estimator_color(label), label=label)[0])
     ax.set_xlabel("time step t")
     ax.set_ylabel("log p(x_t | x_<t) bound (nats)")
@@ -122,10 +112,10 @@ def draw_training_curves(ax, histories: dict, smooth: int = 10):
     """Training curves (per-step bound per update), smoothed by a running mean of ``smooth``."""
     artists = []
     for label, values in histories.items():
-        v = _numpy(values)
-        w = max(1, min(smooth, len(v)))
-        s = np.convolve(v, np.ones(w) / w, mode="valid")
-        artists.append(ax.plot(np.arange(w, len(v) + 1), s, color=estimator_color(label), label=label)[0])
+        v = to_numpy(values)
+        s = running_mean(v, smooth)
+        steps = np.arange(len(v) - len(s) + 1, len(v) + 1)          # each mean at its window's last update
+        artists.append(ax.plot(steps, s, color=estimator_color(label), label=label)[0])
     ax.set_xlabel("update")
     ax.set_ylabel("training bound per step (nats)")
     ax.legend(loc="lower right")

@@ -11,19 +11,9 @@ import numpy as np
 import torch
 
 from .. import checks
+from .style import running_mean, to_numpy
 
 LABEL_CMAP = "tab10"
-
-
-def _numpy(x) -> np.ndarray:
-    return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=float)
-
-
-def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
-    if window <= 1 or len(values) < window:
-        return values
-    kernel = np.ones(window) / window
-    return np.convolve(values, kernel, mode="valid")
 
 
 def draw_image_grid(ax, images, nrow: int = 1, image_shape: tuple[int, int] = (28, 28), pad: int = 1,
@@ -78,7 +68,7 @@ def draw_training_curves(ax, history, negate: bool = False, smooth: int = 25, la
     artists = []
     if len(loss):
         artists += ax.plot(steps, loss, color="0.75", lw=0.6)
-        avg = _moving_average(loss, smooth)
+        avg = running_mean(loss, smooth) if len(loss) >= smooth else loss
         artists += ax.plot(steps[len(steps) - len(avg):], avg, color="C0", lw=1.5,
                            label=label + (f" ({smooth}-step average)" if len(avg) < len(loss) else ""))
     for i, name in enumerate(names):
@@ -92,13 +82,13 @@ def draw_training_curves(ax, history, negate: bool = False, smooth: int = 25, la
 
 def draw_latent_scatter(ax, z, labels=None, s: float = 4.0, legend: bool = True):
     """Points ``z`` ``[N, 2]`` (e.g. posterior means), coloured by integer ``labels`` ``[N]``."""
-    z = _numpy(z)
+    z = to_numpy(z)
     if z.ndim != 2 or z.shape[1] != 2:
         raise ValueError(f"z must have shape [N, 2], got {z.shape}")
     checks.finite("z", torch.as_tensor(z))
     if labels is None:
         return [ax.scatter(z[:, 0], z[:, 1], s=s, color="C0")]
-    labels = _numpy(labels).astype(int)
+    labels = to_numpy(labels).astype(int)
     if labels.shape != (z.shape[0],):
         raise ValueError(f"labels must have shape ({z.shape[0]},), got {labels.shape}")
     artist = ax.scatter(z[:, 0], z[:, 1], c=labels, s=s, cmap=LABEL_CMAP, vmin=-0.5, vmax=9.5)
@@ -116,11 +106,11 @@ def draw_bounds_vs_k(ax, ks, values, label: str = r"IWAE bound $\mathcal{L}_K$",
                      errors=None, color: str = "C0"):
     """A bound (mean over data) against the number of samples ``K`` on a log axis; optional
     horizontal ELBO and reference lines, error bars and a highlighted ``K``."""
-    ks, values = _numpy(ks), _numpy(values)
+    ks, values = to_numpy(ks), to_numpy(values)
     if ks.ndim != 1 or ks.shape != values.shape or len(ks) < 1:
         raise ValueError(f"ks and values must be 1-D of equal length, got shapes {ks.shape} and {values.shape}")
     checks.positive("ks", torch.as_tensor(ks))
-    artists = [ax.errorbar(ks, values, yerr=None if errors is None else _numpy(errors), fmt="o-", ms=4,
+    artists = [ax.errorbar(ks, values, yerr=None if errors is None else to_numpy(errors), fmt="o-", ms=4,
                            color=color, label=label, capsize=2)]
     if elbo is not None:
         artists.append(ax.axhline(float(elbo), color="C1", ls=":", lw=1.2, label=r"ELBO $\mathcal{L}_1$"))

@@ -1,11 +1,15 @@
-"""The Concrete explorer: how relaxed samples move on the simplex as the temperature changes
-(Maddison et al. 2017, arXiv:1611.00712; Jang et al. 2017, arXiv:1611.01144)."""
+"""Explorers for relaxations: how Concrete samples move on the simplex as the temperature
+changes (Maddison et al. 2017, arXiv:1611.00712; Jang et al. 2017, arXiv:1611.01144), and
+REBAR's gradient variance against its temperature and eta (Tucker et al. 2017, arXiv:1703.07370)."""
 from __future__ import annotations
+
+import math
 
 import ipywidgets as widgets
 import torch
 
 from .. import checks, config, diagnostics, estimators, plots
+from ..problems import BernoulliQuadratic
 from ..plots import relaxed as relaxed_plots
 from ..estimators import control as _control  # noqa: F401  (registers rebar)
 from ..estimators.relaxed import BinaryConcrete, ExpConcrete
@@ -24,7 +28,7 @@ class ConcreteExplorer(Explorer):
         self.n, self.seed = checks.count("n", n), seed
         checks.positive("temperature", temperature)
         controls = {"log10_temperature": widgets.FloatSlider(
-            value=float(torch.log10(torch.tensor(temperature))), min=-2.0, max=1.0, step=0.05,
+            value=math.log10(temperature), min=-2.0, max=1.0, step=0.05,
             description="log10 tau", continuous_update=False)}
         fig, _ = plots.new_figure(ncols=2, width=9, height=3.4)
         super().__init__(controls, fig)
@@ -64,7 +68,6 @@ class RebarExplorer(Explorer):
     ``eta``), ``variance`` at the current setting and ``reinforce_variance``."""
 
     def __init__(self, problem=None, n: int = 2000, seed: int = 0, grid: int = 9):
-        from ..problems import BernoulliQuadratic
         self.problem = problem if problem is not None else BernoulliQuadratic(0.45, init=1.0)
         self.theta = self.problem.init_params().detach()
         self.n, self.seed = checks.count("n", n, minimum=2), seed

@@ -7,7 +7,7 @@ import torch
 
 from .. import checks, config
 from ..estimators import get, multisample, nvil  # noqa: F401  (registers nvil, vimco, ...)
-from ..estimators.amortized import group_variance, model_grad_samples
+from ..estimators.amortized import group_variance, median_snr, model_grad_samples
 from ..plots.sbn import draw_group_variance
 from ..plots.style import new_figure
 from .base import Explorer
@@ -72,15 +72,13 @@ class MultiSampleSNRExplorer(Explorer):
 
     def __init__(self, model, x_fit: torch.Tensor, x: torch.Tensor, ks=(2, 5, 10, 50), n: int = 1000,
                  prepare_steps: int = 100, seed: int = 0):
-        from ..estimators.amortized import median_snr
-
         model.check_data(x_fit)
         model.check_data(x)
         if x.shape[0] != 1:
             raise ValueError(f"x must be one example [1, D], got shape {tuple(x.shape)}")
         ks = [checks.count("ks", k, minimum=2) for k in ks]
         self.model, self.x_fit, self.x, self.n = model, x_fit, x, checks.count("n", n)
-        self.prepare_steps, self.seed, self._median_snr = prepare_steps, seed, median_snr
+        self.prepare_steps, self.seed = prepare_steps, seed
         self._cache: dict[int, dict] = {}
         controls = {"k": widgets.SelectionSlider(options=ks, value=ks[0], description="K")}
         figure, _ = new_figure(1, 1, width=7.5, height=3.0)
@@ -94,7 +92,7 @@ class MultiSampleSNRExplorer(Explorer):
                     with config.seeded(self.seed):
                         est.prepare(self.model, self.x_fit, k, steps=self.prepare_steps)
                 grads = model_grad_samples(est, self.model, self.x, n=self.n, k=k, seed=self.seed)
-                out[est.label] = {label: self._median_snr(grads, tuple(prefixes))
+                out[est.label] = {label: median_snr(grads, tuple(prefixes))
                                   for label, prefixes in self.model.parameter_groups().items()}
             self._cache[k] = out
         return self._cache[k]

@@ -48,7 +48,7 @@ class LatentWalker(Explorer):
         super().__init__(controls, fig)
 
     def compute(self, z1, z2, k):
-        z = torch.tensor([z1, z2], dtype=self.model._zero.dtype, device=self.model._zero.device)
+        z = self.model.prior().mean.new_tensor([z1, z2])
         with torch.no_grad():
             image = self.model.decode(z).mean.reshape(self.image_shape).cpu()
         return {"z": z.cpu(), "image": image, "k": k, "bound": self.bounds[self.ks.index(k)], "elbo": self.elbo,

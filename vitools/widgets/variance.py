@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from .. import diagnostics, estimators, plots, problems
+from .. import checks, diagnostics, estimators, plots, problems
 from .base import Explorer
 
 K_CHOICES = (1, 2, 4, 8, 16, 32, 64)
@@ -20,14 +20,14 @@ class VarianceExplorer(Explorer):
     """``VarianceExplorer()``; ``explorer.controls`` holds ``problem``, ``parameter``,
     ``value`` and ``k``; ``explorer.data`` holds the samples, variances and exact values.
 
-    Each estimator contributes ``n`` estimates (fewer when ``n * k`` would exceed
-    ``max_draws``, so that an update stays well under a second on a laptop CPU).
+    Each estimator contributes ``n`` estimates (fewer, but at least 200, when ``n * k`` would
+    exceed ``max_draws``, so that an update stays well under a second on a laptop CPU).
     """
 
     def __init__(self, catalog: dict | None = None, n: int = 2000, seed: int = 0,
                  problem: str | None = None, max_draws: int = 32_000):
         self.catalog = catalog or problems.catalog()
-        self.n, self.seed, self.max_draws = n, seed, max_draws
+        self.n, self.seed, self.max_draws = checks.count("n", n), seed, checks.count("max_draws", max_draws)
         first = problem or next(iter(self.catalog))
         if first not in self.catalog:
             raise ValueError(f"problem must be one of {list(self.catalog)}, got {first!r}")
@@ -40,21 +40,24 @@ class VarianceExplorer(Explorer):
             "k": widgets.SelectionSlider(options=K_CHOICES, value=1, description="k samples",
                                          continuous_update=False),
         }
-        self._sync_parameter_controls(controls, self.catalog[first]())
+        self._point_controls(controls, self.catalog[first]())
         fig, _ = plots.new_figure(ncols=2, width=10, height=3.6, gridspec_kw={"width_ratios": [3, 2]})
         super().__init__(controls, fig)
 
     @staticmethod
-    def _sync_parameter_controls(controls, problem):
-        """Point the parameter menu and the value slider at ``problem``'s parameters."""
+    def _point_controls(controls, problem, parameter: str | None = None):
+        """Point the parameter menu at ``problem``'s parameters (``parameter``, default the first)
+        and the value slider at that parameter's range and initial value."""
         names = list(problem.param_names)
-        controls["parameter"].options = names
-        controls["parameter"].value = names[0]
-        lo, hi = problem.param_ranges.get(names[0], (-3.0, 3.0))
+        if parameter is None:
+            parameter = names[0]
+            controls["parameter"].options = names
+            controls["parameter"].value = parameter
+        lo, hi = problem.param_ranges.get(parameter, (-3.0, 3.0))
         slider = controls["value"]
         slider.min, slider.max = -1e9, 1e9           # widen first so no bound rejects the new range
         slider.min, slider.max = lo, hi
-        slider.value = float(problem.init_params().detach()[0])
+        slider.value = float(problem.init_params().detach()[names.index(parameter)])
 
     def _on_change(self, change) -> None:
         if self._syncing:
@@ -62,15 +65,9 @@ class VarianceExplorer(Explorer):
         self._syncing = True
         try:
             if change["owner"] is self.controls["problem"]:
-                self._sync_parameter_controls(self.controls, self.catalog[change["new"]]())
+                self._point_controls(self.controls, self.catalog[change["new"]]())
             elif change["owner"] is self.controls["parameter"]:
-                problem = self.catalog[self.controls["problem"].value]()
-                index = list(problem.param_names).index(change["new"])
-                lo, hi = problem.param_ranges.get(change["new"], (-3.0, 3.0))
-                slider = self.controls["value"]
-                slider.min, slider.max = -1e9, 1e9
-                slider.min, slider.max = lo, hi
-                slider.value = float(problem.init_params().detach()[index])
+                self._point_controls(self.controls, self.catalog[self.controls["problem"].value](), change["new"])
         finally:
             self._syncing = False
         self.update()
@@ -82,7 +79,7 @@ class VarianceExplorer(Explorer):
         theta[index] = value
         exact = prob.exact_grad(theta)
         samples, variance, exact_variance, skipped = {}, {}, {}, {}
-        n = max(200, min(self.n, self.max_draws // k))      # bound n * k so updates stay interactive
+        n = min(self.n, max(200, self.max_draws // k))      # bound n * k so updates stay interactive
         for est in estimators.standard_set():
             reason = est.why_not(prob) or (f"needs k >= {est.min_samples}" if k < est.min_samples else None)
             if reason:

@@ -41,7 +41,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import vitools as vt  # noqa: E402
-from vitools.estimators import control, relaxed  # noqa: F401, E402  (register the estimators)
 from vitools.diagnostics import grad_samples, summarize  # noqa: E402
 from vitools.models import sbn  # noqa: E402
 from bench._timing import interleaved_ms  # noqa: E402
@@ -96,7 +95,7 @@ def phi_variance(est, model, x, batches: int, m: int) -> float:
 
 def sbn_section(latent, quick: bool) -> list[str]:
     """Step time and encoder-gradient variance of each estimator on a trained SBN."""
-    x = sbn.small_digits("train", n=1000)
+    x = vt.data.small_digits("train", n=1000)
     vt.config.seed_everything(0)
     model = sbn.SBN(x.shape[1], latent)
     pre_steps, cv_steps = (100, 20) if quick else (300, 100)

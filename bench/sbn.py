@@ -27,7 +27,6 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import vitools as vt  # noqa: E402
-from vitools.estimators import multisample, nvil  # noqa: F401, E402  (register the estimators)
 from vitools.models import sbn  # noqa: E402
 from bench._timing import interleaved_ms  # noqa: E402
 

@@ -64,7 +64,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import vitools as vt  # noqa: E402
 from vitools.diagnostics import grad_samples, summarize  # noqa: E402
-from vitools.estimators import control, relaxed  # noqa: F401, E402  (register the estimators)
 from bench._timing import interleaved_ms  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "storchastic.md"
@@ -332,7 +331,7 @@ def sbn_section(args) -> list[str]:
     pre_steps, cv_steps = (100, 50) if quick else (300, args.sbn_cv_steps)
     n_storch, (batches, m) = (300, (20, 50)) if quick else (args.sbn_n, (100, 100))
     digits, per_round = (1, 4) if quick else (3, 12)
-    x = sbn.small_digits("train", n=1000)
+    x = vt.data.small_digits("train", n=1000)
     vt.config.seed_everything(0)
     model = sbn.SBN(x.shape[1], SBN_LATENT)
     sbn.train_sbn(model, vt.estimators.get("disarm"), x, steps=pre_steps, batch_size=SBN_BATCH, lr=3e-3,

@@ -355,3 +355,13 @@ def test_two_sample_z_detects_a_shift_and_not_noise():
         vt.diagnostics.two_sample_z(a, b[:, :2])
     with pytest.raises(ValueError, match="grads must have at least 2"):
         vt.diagnostics.two_sample_z(a[:1], b)
+
+
+def test_squared_bias_subtracts_the_noise_of_the_mean():
+    torch.manual_seed(0)
+    unbiased = vt.diagnostics.summarize(torch.randn(20_000, 3), exact=torch.zeros(3))
+    assert abs(unbiased.squared_bias) < 5 * (2 * 3) ** 0.5 / 20_000          # about 0 within its noise
+    shifted = vt.diagnostics.summarize(torch.randn(20_000, 3) + torch.tensor([0.3, 0.0, -0.4]), exact=torch.zeros(3))
+    assert abs(shifted.squared_bias - 0.25) < 0.01
+    with pytest.raises(ValueError, match="exact must be given"):
+        _ = vt.diagnostics.summarize(torch.randn(10, 2)).squared_bias

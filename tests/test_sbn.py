@@ -196,7 +196,7 @@ def test_rejects_bad_construction():
 # ------------------------------------------------------------------------ training, plots, explorer
 def test_train_sbn_records_validation_bound():
     torch.manual_seed(0)
-    x = sbn.small_digits("test", size=7, n=200)
+    x = vt.data.small_digits("test", size=7, n=200)
     model = SBN(49, (4,))
     est = vt.estimators.get("nvil", hidden=8)
     history = sbn.train_sbn(model, est, x, steps=60, lr=1e-2, x_valid=x[:50], eval_every=30, progress=False)

@@ -159,6 +159,11 @@ def test_masks_handle_variable_lengths(data):
         assert result.num_steps.tolist() == [8, 5]
         assert not result.resampled[1, 4:].any()
     torch.testing.assert_close(smc.iwae(model, padded, 3, mask=mask).log_z, exact)
+    exact_filter = smc.particle_filter(model, padded, 3, mask=mask, resampling="never", seed=0)
+    increments = smc.step_increments(exact_filter)
+    assert increments.shape == (8,)
+    torch.testing.assert_close(increments.sum(), exact.mean())           # smoothing proposal: exact log p(x)
+    assert (exact_filter.log_z_steps[1, 4:] == exact_filter.log_z_steps[1, 4]).all()   # nothing past the end
 
 
 def test_score_terms_change_the_gradient_not_the_value(data):

@@ -75,6 +75,15 @@ class GradientSummary:
     n: int
     variance_std_error: torch.Tensor | None = None
 
+    @property
+    def squared_bias(self) -> float:
+        r"""$\|\bar g - \nabla\|^2 - \mathrm{tr}\,\mathrm{Var}/n$: the squared bias of the estimator,
+        less the part the sample mean's own noise contributes on average (so it can be negative when
+        no bias is resolved). Needs ``exact``."""
+        if self.exact is None:
+            raise ValueError("exact must be given to summarize() for the squared bias, got None")
+        return float(((self.mean - self.exact) ** 2).sum() - self.variance.sum() / self.n)
+
     def __repr__(self) -> str:
         rows = [f"GradientSummary over n={self.n} estimates"]
         header = f"{'':>6} {'mean':>11} {'variance':>11} {'SNR':>8}"

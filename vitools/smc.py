@@ -268,6 +268,14 @@ def per_step(result: FilterResult) -> torch.Tensor:
     return result.log_z.sum() / result.num_steps.sum()
 
 
+def step_increments(result: FilterResult) -> torch.Tensor:
+    r"""What each time step adds to the running bound, averaged over the batch: ``[T]``,
+    $\log\hat Z_{\le t} - \log\hat Z_{\le t-1}$ (zero past a sequence's end); they sum to the
+    batch mean of ``log_z_steps[:, -1]``."""
+    steps = result.log_z_steps
+    return torch.diff(steps, dim=1, prepend=torch.zeros_like(steps[:, :1])).mean(0)
+
+
 def fit(model, parameters, x: torch.Tensor, mask: torch.Tensor | None = None, name: str = "fivo",
         num_particles: int = 4, steps: int = 100, lr: float = 1e-2, batch_size: int | None = None,
         seed: int | None = 0, progress: bool = True, **options) -> list[float]:

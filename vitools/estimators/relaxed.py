@@ -46,6 +46,7 @@ from torch import distributions as Dist
 
 from .. import checks
 from ..models.sbn import bernoulli_log_prob
+from ..problems import enumerate_states
 from . import register
 from . import relaxed_sbn
 from .base import Estimator
@@ -235,8 +236,7 @@ def multilinear_bits(costs: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
     $[0, 1]^D$ and a table ``costs`` ``[2**D]`` (state ``i`` = binary digits of ``i``) -> ``[...]``."""
     num_bits = soft.shape[-1]
     checks.shape("costs", costs, (2**num_bits,), what="one cost per state")
-    index = torch.arange(2**num_bits, device=soft.device)
-    states = ((index[:, None] >> torch.arange(num_bits, device=soft.device)) & 1).to(soft.dtype)   # [S, D]
+    states = enumerate_states(num_bits, device=soft.device).to(soft.dtype)          # [S, D]
     s = soft.unsqueeze(-2)                                                          # [..., 1, D]
     weights = (states * s + (1 - states) * (1 - s)).prod(-1)                        # [..., S]
     return weights @ costs.to(soft.dtype)

@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import checks, config
-from ..data.mnist import downsample, small_digits  # noqa: F401  (re-exported: the SBN notebooks' data)
 from ..problems import enumerate_states
 from .vae import _mlp
 

@@ -11,7 +11,6 @@ import torch
 from .. import checks, config, diagnostics, estimators, plots
 from ..problems import BernoulliQuadratic
 from ..plots import relaxed as relaxed_plots
-from ..estimators import control as _control  # noqa: F401  (registers rebar)
 from ..estimators.relaxed import BinaryConcrete, ExpConcrete
 from .base import Explorer
 

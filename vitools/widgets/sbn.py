@@ -6,7 +6,7 @@ import ipywidgets as widgets
 import torch
 
 from .. import checks, config
-from ..estimators import get, multisample, nvil  # noqa: F401  (registers nvil, vimco, ...)
+from ..estimators import get
 from ..estimators.amortized import group_variance, median_snr, model_grad_samples
 from ..plots.sbn import draw_group_variance
 from ..plots.style import new_figure

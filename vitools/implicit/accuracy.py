@@ -4,7 +4,8 @@ r"""Accuracy and speed of sample-gradients, as in the tables of Figurnov, Mohame
 The reference is the implicit-function formula evaluated by mpmath at 40 digits:
 $-\partial_\alpha P(\alpha, z)/q(z \mid \alpha)$ with ``mpmath.diff`` of the regularized
 incomplete gamma (Gamma), and $-\int_{-\pi}^{\theta}\partial_\kappa q\,/\,q(\theta)$ with
-$\partial_\kappa q = q(\cos t - A(\kappa))$ by ``mpmath.quad`` (von Mises). mpmath (the
+$\partial_\kappa q = q(\cos t - A(\kappa))$ by ``mpmath.quad`` over the tail side of $\theta$
+(von Mises). mpmath (the
 ``test`` extra) is imported only when a reference is asked for; it is never on a hot path.
 
 Methods compared for Gamma (all at the same samples ``z``):
@@ -75,13 +76,26 @@ def gamma_reference_grad(z: torch.Tensor, alpha: torch.Tensor, dps: int = 40) ->
     return _mpmath_elementwise(dz_dalpha, z, alpha, dps)
 
 
-def von_mises_reference_grad(theta: torch.Tensor, kappa: torch.Tensor, dps: int = 30) -> torch.Tensor:
+def tail_path(theta, kappa) -> list:
+    r"""mpmath breakpoints from $-\pi$ to ``theta`` < 0 (negate and reverse for the right tail)
+    where $\kappa(\cos\theta - \cos t)$ steps by 1 (up to 100), so that every interval of a tail
+    integrand peaked at its end varies by at most $e$ (one interval gets 2% wrong at $\kappa = 1000$)."""
+    import mpmath
+
+    steps = [-mpmath.acos(mpmath.cos(theta) - m / kappa) for m in range(100, 0, -1)
+             if mpmath.cos(theta) - m / kappa > -1]
+    return [-mpmath.pi, *steps, theta]
+
+
+def von_mises_reference_grad(theta: torch.Tensor, kappa: torch.Tensor, dps: int = 40) -> torch.Tensor:
     r"""$d\theta/d\kappa$ of centred von Mises samples by mpmath quadrature; float64."""
     import mpmath
 
     def dtheta_dkappa(T, K):
         A = mpmath.besseli(1, K) / mpmath.besseli(0, K)
-        dF = mpmath.quad(lambda s: mpmath.exp(K * (mpmath.cos(s) - 1)) * (mpmath.cos(s) - A), [-mpmath.pi, 0, T])
+        dq = lambda s: mpmath.exp(K * (mpmath.cos(s) - 1)) * (mpmath.cos(s) - A)   # noqa: E731
+        # integral of dq over [-pi, pi] is 0: integrate over the tail side, never cancel
+        dF = mpmath.quad(dq, tail_path(T, K)) if T < 0 else -mpmath.quad(dq, [-t for t in tail_path(-T, K)][::-1])
         return -dF / mpmath.exp(K * (mpmath.cos(T) - 1))
 
     return _mpmath_elementwise(dtheta_dkappa, theta, kappa, dps)

@@ -23,43 +23,172 @@ import torch
 
 from . import checks, config
 from .problems import _GaussianProblem
+from .targets import ProblemTarget, Target
 
 MAX_DRAWS_PER_CHUNK = 2**21
+WARM_UP_DRAWS = 256             # draws per warm-up step at a toy problem's theta
 ROUNDING_ULPS = 16
 
 
-def grad_samples(estimator, problem, theta: torch.Tensor, n: int = 10_000, k: int = 1,
-                 seed: int | None = 0, force: bool = False) -> torch.Tensor:
-    """``n`` independent gradient estimates, each using ``k`` samples: a tensor ``[n, *theta.shape]``.
+def grad_samples(estimator, problem, theta: torch.Tensor | None = None, n: int = 10_000, k: int = 1,
+                 seed: int | None = 0, force: bool = False, warm_up: bool = True):
+    """``n`` independent gradient estimates, each using ``k`` samples.
 
-    Vectorized: ``theta`` is replicated ``n`` times and one backward pass through the
-    surrogate gives every estimate (in chunks of at most ``MAX_DRAWS_PER_CHUNK`` draws to
-    bound memory). Stateful estimators are first brought to steady state at ``theta``
-    (``estimator.prepare``). An estimator whose assumptions fail for ``problem`` raises
-    ``ValueError`` unless ``force=True``, which is how a notebook shows the failure.
+    Toy problems, ``grad_samples(est, problem, theta, ...)``: a tensor ``[n, *theta.shape]``.
+    Vectorized: ``theta`` is replicated ``n`` times and one backward pass through the surrogate
+    gives every estimate (in chunks of at most ``MAX_DRAWS_PER_CHUNK`` draws). With ``warm_up``
+    an estimator with learned state first forgets it and is warmed up at ``theta``
+    (:meth:`~vitools.estimators.base.Estimator.warm_up`); the estimates are then drawn with it
+    frozen (``eval()`` mode).
+
+    Model targets, ``grad_samples(est, model.on(x), n=..., k=...)``: ``{parameter name: [n, *shape]}``
+    for the model's parameters (``model.<name>``) and the estimator's own
+    (``estimator.<name>``), each estimate the gradient of the surrogate summed over the batch ``x``;
+    vectorized with ``torch.func.vmap`` over replicas (different randomness each), the estimator
+    frozen. The model target form does not warm up: call ``est.warm_up`` first.
+
+    An estimator whose assumptions fail raises ``ValueError`` unless ``force=True``, which is how
+    a notebook shows the failure.
     """
     n = checks.count("n", n)
     k = checks.count("k", k, minimum=getattr(estimator, "min_samples", 1))
+    if isinstance(problem, Target):
+        if theta is not None:
+            raise ValueError("theta must be None for a target (it already holds its parameters), got a tensor")
+        return _model_grad_samples(estimator, problem, n, k, seed, force)
+    if not isinstance(theta, torch.Tensor):
+        raise ValueError(f"theta must be a tensor of the problem's parameters, got {type(theta).__name__}")
     checks.finite("theta", theta.detach())
+    target = ProblemTarget(problem, theta.detach())
     if not force:
-        reason = estimator.why_not(problem)
+        reason = estimator.why_not(target)
         if reason is not None:
             raise ValueError(f"estimator {estimator.label!r} does not apply to {problem!r}: {reason} "
                              "(pass force=True to run it anyway)")
     theta = theta.detach()
-    problem.distribution(theta)      # validate theta here, so errors show its shape, not the replicated one
+    check_batch_convention(problem, theta)
     chunk = max(1, MAX_DRAWS_PER_CHUNK // k)
     grads = []
+    was_training = estimator.training
     with config.seeded(seed):
-        estimator.prepare(problem, theta, k)
-        for start in range(0, n, chunk):
-            size = min(chunk, n - start)
-            replicated = theta.expand(size, *theta.shape).clone().requires_grad_(True)
-            with torch.enable_grad():
-                surrogate = estimator(problem, replicated, k)
-                (grad,) = torch.autograd.grad(surrogate.sum(), replicated, allow_unused=True)
-            grads.append(torch.zeros_like(replicated) if grad is None else grad)
+        if warm_up and estimator.warm_up_steps:
+            estimator.reset()
+            replicas = estimator.options.get("train_batch", max(8, WARM_UP_DRAWS // k))
+            estimator.warm_up(ProblemTarget(problem, theta.expand(replicas, *theta.shape)), k)
+        estimator.eval()
+        try:
+            for start in range(0, n, chunk):
+                size = min(chunk, n - start)
+                replicated = theta.expand(size, *theta.shape).clone().requires_grad_(True)
+                with torch.enable_grad():
+                    surrogate = estimator(ProblemTarget(problem, replicated), k, check=not force).surrogate
+                    (grad,) = torch.autograd.grad(surrogate.sum(), replicated, allow_unused=True)
+                grads.append(torch.zeros_like(replicated) if grad is None else grad)
+        finally:
+            estimator.train(was_training)
     return torch.cat(grads)
+
+
+def check_batch_convention(problem, theta: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``problem.distribution`` follows ``theta``'s leading batch
+    dimensions (replicating ``theta`` must replicate the distribution's batch shape)."""
+    single = problem.distribution(theta)     # validates theta here, so errors show its shape
+    double = problem.distribution(theta.expand(2, *theta.shape))
+    if tuple(double.batch_shape) != (2, *single.batch_shape):
+        raise ValueError(
+            f"problem.distribution must follow theta's leading batch dimensions: at theta of shape "
+            f"{tuple(theta.shape)} its batch shape is {tuple(single.batch_shape)}, at theta of shape "
+            f"{(2, *theta.shape)} it is {tuple(double.batch_shape)}, not {(2, *single.batch_shape)}; "
+            f"index the parameters as theta[..., i], not theta[i]")
+
+
+def _model_grad_samples(estimator, target, n, k, seed, force, chunk: int = 4096):
+    model = target.model()
+    if model is None:
+        raise ValueError(f"problem must be a model target (model.on(x)) or a toy problem with theta, got "
+                         f"{target.describe()}")
+    if not force:
+        reason = estimator.why_not(target)
+        if reason is not None:
+            raise ValueError(f"estimator {estimator.label!r} does not apply to {target.describe()}: {reason}")
+    estimator(target, k, check=False)                           # builds its state for this target
+    bundle = _Bundle(model, estimator)
+    params = {name: p.detach() for name, p in bundle.named_parameters()}
+    was_training = estimator.training
+    estimator.eval()
+
+    def one(p, _replica):
+        return torch.func.functional_call(bundle, p, (target, k))
+
+    per_replica = torch.func.vmap(torch.func.grad(one), in_dims=(None, 0), randomness="different")
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in params}
+    try:
+        with config.seeded(seed):
+            for start in range(0, n, chunk):
+                size = min(chunk, n - start)
+                grads = per_replica(params, torch.zeros(size, device=target_device(target)))
+                for name in out:
+                    out[name].append(grads[name])
+    finally:
+        estimator.train(was_training)
+    return {name: torch.cat(parts) for name, parts in out.items()}
+
+
+class _Bundle(torch.nn.Module):
+    """The model and the estimator under one roof, for ``torch.func.functional_call``."""
+
+    def __init__(self, model, estimator):
+        super().__init__()
+        self.model, self.estimator = model, estimator
+
+    def forward(self, target, k):
+        return self.estimator(target, k, check=False).surrogate.sum()
+
+
+def target_device(target) -> torch.device:
+    model = target.model()
+    return next(model.parameters()).device if model is not None else torch.device("cpu")
+
+
+def flat(grads: dict[str, torch.Tensor], prefix: str | tuple = "") -> torch.Tensor:
+    """Concatenate the gradient samples whose names start with ``prefix`` (or with one of
+    a tuple of prefixes): ``[n, P]``."""
+    parts = [g.flatten(1) for name, g in grads.items() if name.startswith(prefix)]
+    if not parts:
+        raise ValueError(f"prefix must match some parameter name, got {prefix!r}; names: {sorted(grads)}")
+    return torch.cat(parts, 1)
+
+
+def group_variance(grads: dict[str, torch.Tensor], groups: dict[str, list[str]]) -> dict[str, float]:
+    """Total variance (sum over parameters of the per-parameter variance) of gradient samples
+    ``{name: [n, ...]}`` for each group ``{label: [name prefixes]}``."""
+    out = {}
+    for label, prefixes in groups.items():
+        parts = [g.flatten(1) for name, g in grads.items() if any(name.startswith(p) for p in prefixes)]
+        if not parts:
+            raise ValueError(f"groups[{label!r}] must match some parameter name, got {prefixes!r}")
+        out[label] = torch.cat(parts, 1).double().var(0).sum().item()
+    return out
+
+
+def median_snr(grads: dict[str, torch.Tensor], prefix: str | tuple = "") -> float:
+    """Median over parameters (named ``prefix...``, zero-variance ones left out) of the
+    gradient SNR $|\\text{mean}| / \\text{sd}$ of samples ``{name: [n, ...]}``."""
+    g = flat(grads, prefix).double()
+    var = g.var(0)
+    keep = var > 0
+    if not keep.any():
+        raise ValueError(f"grads must vary for some parameter named {prefix!r}..., all have zero variance")
+    return (g.mean(0).abs()[keep] / var[keep].sqrt()).median().item()
+
+
+def model_grad_samples(estimator, model, x: torch.Tensor, n: int = 10_000, k: int = 1,
+                       seed: int | None = 0) -> dict[str, torch.Tensor]:
+    """Deprecated: ``grad_samples(estimator, model.on(x), n=n, k=k, seed=seed)`` for one example."""
+    x = x.reshape(1, -1) if x.dim() == 1 else x
+    if x.shape[0] != 1:
+        raise ValueError(f"x must be one example ([D] or [1, D]), got shape {tuple(x.shape)}")
+    return grad_samples(estimator, model.on(x), n=n, k=k, seed=seed)
 
 
 @dataclasses.dataclass

@@ -38,6 +38,7 @@ import torch
 from torch import distributions as D
 
 from . import checks, config
+from .targets import ProblemTarget
 
 __all__ = [
     "Problem", "GaussianQuadratic", "GaussianExp", "GaussianCos", "BernoulliQuadratic",
@@ -78,6 +79,10 @@ class Problem:
     def init_params(self) -> torch.Tensor:
         """A fresh leaf tensor ``[P]`` on the configured device, ready for an optimizer."""
         return self._init.clone().requires_grad_(True)
+
+    def at(self, theta: torch.Tensor) -> ProblemTarget:
+        """The problem at parameters ``theta`` ``[*batch, P]``, as a target for any estimator."""
+        return ProblemTarget(self, theta)
 
     def distribution(self, theta: torch.Tensor) -> D.Distribution:
         raise NotImplementedError

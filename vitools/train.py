@@ -3,14 +3,21 @@ r"""One small fit loop for every notebook: minibatches, a progress bar, a histor
 Stochastic optimisation of a Monte Carlo objective (Robbins & Monro 1951; Adam: Kingma &
 Ba 2015, arXiv:1412.6980), as used to train the VAE of Kingma & Welling 2014
 (arXiv:1312.6114) and every later model of the workbook: ``loss_fn(batch)`` returns a
-scalar to *minimise* (e.g. ``-vae.elbo(batch).mean()``, or ``-surrogate.mean()`` for a
-score-function or FIVO surrogate), and :func:`fit` does the rest.
+scalar to *minimise* (e.g. ``-vae.elbo(batch).mean()``), and :func:`fit` does the rest.
+
+With an estimator in place of ``loss_fn`` the same loop trains any model family through the one
+estimator protocol (:mod:`vitools.estimators.base`): ``fit(est, model, x)`` builds the target
+``model.on(batch)`` (``model.on(x, mask)`` for sequences, ``problem.at(theta)`` for toy problems),
+ascends the surrogate's bound (or descends a toy's cost) on the model's parameters and descends the
+estimate's ``control_loss`` on the estimator's own, each stepped exactly once per step, by its own
+optimizer (the control loss never reaches the model's parameters).
 
 Example::
 
     >>> vae = vt.models.GaussianVAE(latent_dim=2, seed=0)
     >>> history = vt.train.fit(lambda x: -vae.elbo(x).mean(), vae, x_train, steps=2000,
     ...                        batch_size=100, lr=1e-3, eval_fn=lambda: vae.elbo(x_test).mean())
+    >>> sbn_history = vt.train.fit(vt.estimators.get("nvil"), sbn, x_train, steps=1000, k=1)
     >>> history.as_arrays()["loss"].shape
     (2000,)
 """
@@ -45,6 +52,7 @@ class History:
     eval_steps: list = dataclasses.field(default_factory=list)
     eval_seconds: list = dataclasses.field(default_factory=list)
     evals: dict = dataclasses.field(default_factory=dict)
+    control_loss: list = dataclasses.field(default_factory=list)
 
     def as_arrays(self) -> dict[str, np.ndarray]:
         """``{"steps", "loss", "seconds", "eval_steps", "eval_seconds", <eval names>...}`` as arrays."""
@@ -105,11 +113,19 @@ def _data(data, device) -> tuple[torch.Tensor, ...] | None:
     return tuple(t.to(device) for t in tensors)
 
 
-def fit(loss_fn: Callable, params_or_module, data=None, steps: int = 1000, batch_size: int = 100,
+def fit(loss_fn, params_or_module, data=None, steps: int = 1000, batch_size: int = 100,
         lr: float = 1e-3, optimizer: str | torch.optim.Optimizer = "adam", eval_fn: Callable | None = None,
         eval_every: int | None = None, seed: int | None = 0, progress: bool = True, device=None,
-        log_every: int = 25, desc: str = "fit") -> History:
+        log_every: int = 25, desc: str | None = None, k: int = 1, control_lr: float | None = None,
+        theta: torch.Tensor | None = None) -> History:
     """Minimise ``loss_fn`` by stochastic gradient steps; return a :class:`History`.
+
+    ``loss_fn`` is a callable, or an estimator: then ``params_or_module`` is the model (or the
+    toy problem, at ``theta``, default ``init_params()``), each step's loss is the negated
+    surrogate of ``est(model.on(batch), k)`` per example (per time step for sequences; a toy's
+    cost as it is), and the estimator's own parameters descend the ``control_loss`` with Adam at
+    ``control_lr`` (default: the estimator's ``lr`` option, else ``lr``); ``history.evals`` gets
+    no extra entries, ``history.control_loss`` the control loss per step.
 
     ``data``: a tensor ``[N, ...]`` (or a tuple of tensors sharing ``N``, passed on as a
     tuple), moved once to ``device`` (default :func:`vitools.config.device`) and served in
@@ -122,8 +138,18 @@ def fit(loss_fn: Callable, params_or_module, data=None, steps: int = 1000, batch
     random state. Loss values are synchronised every ``log_every`` steps (progress bar
     postfix, finiteness check: a NaN or infinite loss raises ``FloatingPointError``).
     """
-    if not callable(loss_fn):
-        raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    from .estimators.base import Estimator
+
+    if isinstance(loss_fn, Estimator):
+        loss_fn, params_or_module, controls = _estimator_loss(loss_fn, params_or_module, data, k, theta,
+                                                              lr if control_lr is None else control_lr,
+                                                              control_lr is not None)
+        desc = desc or controls.estimator.label
+    else:
+        controls = None
+        if not callable(loss_fn):
+            raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    desc = desc or "fit"
     if eval_fn is not None and not callable(eval_fn):
         raise ValueError(f"eval_fn must be callable or None, got {type(eval_fn).__name__}")
     steps = checks.count("steps", steps)
@@ -183,6 +209,8 @@ def fit(loss_fn: Callable, params_or_module, data=None, steps: int = 1000, batch
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if controls is not None:
+                history.control_loss.append(controls.step())
             history.steps.append(step)
             history.seconds.append(time.perf_counter() - start)
             pending.append(loss.detach().reshape(()))
@@ -192,3 +220,95 @@ def fit(loss_fn: Callable, params_or_module, data=None, steps: int = 1000, batch
                 evaluate(step)
         bar.close()
     return history
+
+
+class _Controls:
+    """Steps an estimator's own parameters on the control loss of the step's estimate, once."""
+
+    def __init__(self, estimator, lr: float):
+        self.estimator, self.lr = estimator, float(checks.positive("control_lr", lr))
+        self.pending = None
+        self.optimizer = None
+        self.params: list = []
+
+    def step(self) -> float:
+        out, self.pending = self.pending, None
+        if out is None or out.control_loss is None:
+            return float("nan")
+        params = [p for p in self.estimator.parameters() if p.requires_grad]
+        if self.optimizer is None or len(params) != len(self.params):
+            self.params, self.optimizer = params, torch.optim.Adam(params, lr=self.lr)
+        grads = torch.autograd.grad(out.control_loss, params, allow_unused=True)
+        for p, g in zip(params, grads):
+            p.grad = None if g is None else g.detach()
+        self.optimizer.step()
+        return float(out.control_loss.detach())
+
+
+def _estimator_loss(estimator, model_or_problem, data, k, theta, lr, explicit_lr):
+    """``(loss_fn, parameters, controls)`` for :func:`fit` with an estimator."""
+    from .targets import ProblemTarget
+
+    k = checks.count("k", k, minimum=estimator.min_samples)
+    control_lr = lr if explicit_lr else estimator.options.get("lr", lr)
+    controls = _Controls(estimator, control_lr)
+    estimator.train()
+    if hasattr(model_or_problem, "on"):
+        if data is None:
+            raise ValueError(f"data must hold the training batches for {type(model_or_problem).__name__}, got None")
+        model = model_or_problem
+
+        def loss(batch):
+            target = model.on(*batch) if isinstance(batch, tuple) else model.on(batch)
+            out = estimator(target, k)
+            controls.pending = out
+            norm = target.normalizer() if hasattr(target, "normalizer") else out.surrogate.numel()
+            return -out.surrogate.sum() / norm
+        return loss, model, controls
+    if all(hasattr(model_or_problem, a) for a in ("init_params", "distribution", "cost")):
+        if data is not None:
+            raise ValueError(f"data must be None for a toy problem, got {type(data).__name__}")
+        theta = model_or_problem.init_params() if theta is None else theta
+
+        def loss():
+            out = estimator(ProblemTarget(model_or_problem, theta), k)
+            controls.pending = out
+            return out.surrogate.sum()
+        return loss, [theta], controls
+    raise ValueError(f"params_or_module must be a model with on(x) or a toy problem when training an "
+                     f"estimator, got {type(model_or_problem).__name__}")
+
+
+def fit_toy(estimator, problem, steps: int = 300, lr: float = 0.05, k: int = 1, record_every: int = 10,
+            variance_n: int = 200, seed: int = 0) -> dict:
+    r"""Minimise $\mathbb{E}_{q_\theta}[f]$ over $\theta$ with :func:`fit` (Adam), as in the REBAR/RELAX
+    toy figures: one ``k``-sample estimate per step, the estimator's control variates trained on
+    the same estimate's control loss. Every ``record_every`` steps the variance of the estimate at
+    the current $\theta$ is measured from ``variance_n`` fresh estimates (estimator frozen).
+    Returns ``{"steps", "theta" [S, P], "log10_variance" [S], "exact_value" [S]}``."""
+    checks.count("record_every", record_every)
+    checks.count("variance_n", variance_n, minimum=2)
+    estimator.reset()
+    record = {"steps": [], "theta": [], "log10_variance": [], "exact_value": []}
+    with config.seeded(seed):
+        theta = problem.init_params()
+
+    def measure():
+        was_training = estimator.training
+        estimator.eval()
+        replicated = theta.detach().expand(variance_n, *theta.shape).clone().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(estimator(problem.at(replicated), k).surrogate.sum(), replicated)
+        estimator.train(was_training)
+        record["theta"].append(theta.detach().clone())
+        record["log10_variance"].append(float(g.var(0).sum().clamp_min(1e-30).log10()))
+        record["exact_value"].append(float(problem.exact_value(theta.detach())))
+        return {"log10_variance": record["log10_variance"][-1]}
+
+    history = fit(estimator, problem, steps=steps, lr=lr, k=k, theta=theta, eval_fn=measure,
+                  eval_every=record_every, seed=seed, progress=False)
+    keep = [i for i, step in enumerate(history.eval_steps) if step % record_every == 0 and step < steps]
+    return {"steps": torch.tensor([history.eval_steps[i] for i in keep]),
+            "theta": torch.stack([record["theta"][i] for i in keep]),
+            "log10_variance": torch.tensor([record["log10_variance"][i] for i in keep]),
+            "exact_value": torch.tensor([record["exact_value"][i] for i in keep])}

@@ -1,4 +1,4 @@
-"""Gradient estimators, found by name.
+"""Gradient estimators, found by name: ``get(name, **options)``.
 
 Example::
 
@@ -8,15 +8,23 @@ Example::
     >>> est = vt.estimators.get("score_function", baseline="leave_one_out")
     >>> est.applies_to(vt.problems.BernoulliQuadratic())
     True
+    >>> print(vt.estimators.describe("rebar"))          # its options, types and defaults
 
-Every estimator follows the surrogate convention of :mod:`vitools.estimators.base`.
-New estimators join the registry with the :func:`register` decorator.
+Every estimator follows the one protocol of :mod:`vitools.estimators.base`:
+``est(target, k) -> Estimate(surrogate, control_loss)``. Unknown or ill-typed options raise a
+``ValueError`` naming the option and the known ones.
 """
 from __future__ import annotations
 
-from .base import Estimator, linear_surrogate, score_box
+from .base import Estimate, Estimator, Option, as_target, linear_surrogate, score_box
+from .antithetic import ARM, DisARM
+from .control import LAX, REBAR, RELAX
 from .measure_valued import MeasureValued
+from .multisample import DReG, FIVO, IWAE, NVILMultiSample, ReweightedWakeSleep, STL, VIMCO
+from .nvil import NVIL
 from .pathwise import Pathwise
+from .relaxed import GappedStraightThrough, GumbelSoftmax, IGR, StraightThrough
+from .rsvi import RSVI
 from .score import ScoreFunction
 
 _REGISTRY: dict[str, type[Estimator]] = {}
@@ -26,6 +34,8 @@ def register(cls: type[Estimator]) -> type[Estimator]:
     """Class decorator: make ``cls`` available as ``get(cls.name, **options)``."""
     if not cls.name:
         raise ValueError(f"estimator class {cls.__name__} must set a non-empty name")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"name {cls.name!r} is already registered to {_REGISTRY[cls.name].__name__}")
     _REGISTRY[cls.name] = cls
     return cls
 
@@ -35,11 +45,24 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str, **options) -> Estimator:
-    """A fresh estimator instance: ``get("score_function", baseline="leave_one_out")``."""
+def _cls(name: str) -> type[Estimator]:
     if name not in _REGISTRY:
         raise ValueError(f"name must be a registered estimator, got {name!r}; known: {', '.join(names())}")
-    return _REGISTRY[name](**options)
+    return _REGISTRY[name]
+
+
+def get(name: str, **options) -> Estimator:
+    """A fresh estimator: ``get("score_function", baseline="leave_one_out")``."""
+    return _cls(name)(**options)
+
+
+def describe(name: str) -> str:
+    """The estimator's one-line summary and every option with its type, range and default."""
+    cls = _cls(name)
+    doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+    lines = [f"{name}: {doc}", f"  unbiased: {cls.unbiased}"]
+    lines += [f"  {key}: {spec.describe()}" for key, spec in cls.OPTIONS.items()] or ["  (no options)"]
+    return "\n".join(lines)
 
 
 def standard_set() -> list[Estimator]:
@@ -54,12 +77,10 @@ def standard_set() -> list[Estimator]:
     ]
 
 
-for _cls in (ScoreFunction, Pathwise, MeasureValued):
-    register(_cls)
+for _cls_ in (ScoreFunction, Pathwise, MeasureValued, NVIL, NVILMultiSample, VIMCO, ReweightedWakeSleep, IWAE,
+              STL, DReG, FIVO, GumbelSoftmax, StraightThrough, GappedStraightThrough, IGR, REBAR, RELAX, LAX,
+              ARM, DisARM, RSVI):
+    register(_cls_)
 
-# Estimators defined beside the models and distributions they need register themselves on import.
-from . import multisample, nvil  # noqa: E402,F401  (nvil, nvil_multisample, vimco, rws, iwae, stl, dreg)
-from . import control, relaxed  # noqa: E402,F401  (gumbel_softmax, straight_through, ..., rebar, relax, lax, arm, disarm)
-from ..implicit import alternatives as _implicit_alternatives  # noqa: E402,F401  (rsvi)
-
-__all__ = ["Estimator", "get", "names", "register", "standard_set", "score_box", "linear_surrogate"]
+__all__ = ["Estimator", "Estimate", "Option", "get", "names", "describe", "register", "standard_set",
+           "score_box", "linear_surrogate", "as_target"]

@@ -1,23 +1,54 @@
-r"""The surrogate convention shared by every estimator.
+r"""The one estimator protocol: a surrogate and a control loss for any target.
 
-An estimator turns a problem and parameters $\theta$ into a *surrogate* tensor: its forward
-value is the Monte Carlo estimate of $\mathbb{E}_{q_\theta}[f]$ and its autograd gradient
-is the estimator's gradient estimate (Schulman et al. 2015, *Gradient Estimation Using
-Stochastic Computation Graphs*, arXiv:1506.05254; the same convention as DeepMind's
-``mc_gradients``). Training is ``surrogate.mean().backward()``; diagnostics replicate
-$\theta$ along a batch dimension and take one backward pass to get many independent
-estimates at once.
+An estimator turns a target (:mod:`vitools.targets`) into an :class:`Estimate`: a *surrogate*
+tensor ``[*batch]`` whose forward value is the Monte Carlo estimate of the objective and whose
+autograd gradient with respect to the target's parameters is the estimator's gradient estimate
+(Schulman et al. 2015, *Gradient Estimation Using Stochastic Computation Graphs*,
+arXiv:1506.05254; the convention of DeepMind's ``mc_gradients``), and a ``control_loss`` (or
+``None``): a scalar whose gradient with respect to the estimator's own parameters
+(``est.parameters()``: baselines, control variates) trains them. The surrogate's graph never
+reaches the estimator's parameters and the control loss never reaches the model's, so one
+backward pass of each, stepped by whoever trains (:func:`vitools.train.fit`), updates each
+parameter exactly once (Pyro's ``TraceGraph_ELBO`` joins them the same way).
 
-Shapes: ``theta`` is ``[*batch, P]``; ``k`` samples are drawn per batch element, so
-``z`` is ``[k, *batch, *event]``, costs are ``[k, *batch]`` and the surrogate is ``[*batch]``.
+Rules every estimator follows:
+
+* it is an ``nn.Module``; its forward pass holds no optimizer and changes no state except
+  running statistics, and those only in ``train()`` mode. In ``eval()`` mode it is a pure
+  function of the target and the random numbers, safe under ``torch.func.vmap``;
+* options are declared (:class:`Option`); an unknown or ill-typed option is a ``ValueError``
+  naming it and the known ones;
+* learned state is built per target signature (:meth:`Estimator.state`), so one estimator used
+  on targets of different shapes keeps separate baselines for each;
+* :meth:`Estimator.why_not` answers for every object without raising; ``None`` means the
+  estimator runs on it and its gradient is right (or, for ``unbiased = False``, is the
+  documented biased one);
+* :meth:`Estimator.warm_up` is the one place where baselines and control variates are fitted
+  with the model held fixed.
+
+Shapes: toy ``theta`` is ``[*batch, P]`` and ``k`` samples are drawn per batch element, so
+``z`` is ``[k, *batch, *event]``, costs ``[k, *batch]`` and the surrogate ``[*batch]``.
 """
 from __future__ import annotations
 
-from typing import ClassVar
+import dataclasses
+import hashlib
+import numbers
+import warnings
+from typing import Callable, ClassVar, NamedTuple
 
 import torch
+from torch import nn
 
 from .. import checks
+from ..targets import ProblemTarget, Target
+
+
+class Estimate(NamedTuple):
+    """``surrogate`` ``[*batch]`` and ``control_loss`` (a scalar, or ``None``)."""
+
+    surrogate: torch.Tensor
+    control_loss: torch.Tensor | None = None
 
 
 def score_box(log_prob: torch.Tensor) -> torch.Tensor:
@@ -40,25 +71,88 @@ def linear_surrogate(value: torch.Tensor, params: list[torch.Tensor], grads: lis
     return out
 
 
-def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[torch.Tensor]) -> float:
-    """One ``optimizer`` step on ``params`` down the gradient of ``loss`` (leaving other tensors'
-    ``.grad`` alone); returns the loss. Trains estimators' own baselines and control variates."""
-    updates = torch.autograd.grad(loss, params, allow_unused=True)
-    for p, g in zip(params, updates):
-        p.grad = None if g is None else g.detach()
-    optimizer.step()
-    return float(loss.detach())
+# ---------------------------------------------------------------------- options
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One declared option: ``kind`` is ``"bool"``, ``"int"`` (``>= minimum``), ``"float"``
+    (``> minimum`` when given, ``<= maximum`` when given), ``"probability"`` (in [0, 1]) or
+    ``"choice"`` (one of ``choices``; with ``number=True`` a finite number is accepted too)."""
+
+    default: object
+    doc: str
+    kind: str = "float"
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple = ()
+    number: bool = False
+
+    def validate(self, name: str, value):
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+            return value
+        if self.kind == "choice":
+            if value in self.choices and not isinstance(value, bool):
+                return value
+            if self.number and isinstance(value, numbers.Real) and not isinstance(value, bool):
+                return float(checks.finite(name, value))
+            extra = " or a number" if self.number else ""
+            raise ValueError(f"{name} must be one of {list(self.choices)}{extra}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        if self.kind == "int":
+            return checks.count(name, value, minimum=int(self.minimum if self.minimum is not None else 0))
+        if self.kind == "probability":
+            return float(checks.probability(name, value))
+        value = float(checks.finite(name, value))
+        if self.minimum is not None and not value > self.minimum:
+            raise ValueError(f"{name} must be > {self.minimum:g}, got {value!r}")
+        if self.maximum is not None and not value <= self.maximum:
+            raise ValueError(f"{name} must be <= {self.maximum:g}, got {value!r}")
+        return value
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            kind = " | ".join(map(repr, self.choices)) + (" | number" if self.number else "")
+        elif self.kind == "int":
+            kind = f"int >= {int(self.minimum or 0)}"
+        elif self.kind == "probability":
+            kind = "float in [0, 1]"
+        elif self.kind == "float":
+            bounds = [f"> {self.minimum:g}" if self.minimum is not None else "",
+                      f"<= {self.maximum:g}" if self.maximum is not None else ""]
+            kind = "float " + ", ".join(b for b in bounds if b) if any(bounds) else "float"
+        else:
+            kind = "bool"
+        return f"{kind} (default {self.default!r}): {self.doc}"
 
 
-class Estimator:
-    """Base class. Subclasses set ``name`` and implement :meth:`surrogate` and :meth:`why_not`."""
+def validate_options(cls, options: dict) -> dict:
+    """Defaults of ``cls.OPTIONS`` overridden by ``options``, each checked; unknown names raise."""
+    unknown = sorted(set(options) - set(cls.OPTIONS))
+    if unknown:
+        known = ", ".join(sorted(cls.OPTIONS)) or "none"
+        raise ValueError(f"option {unknown[0]!r} is not an option of estimator {cls.name!r}, got "
+                         f"{unknown[0]}={options[unknown[0]]!r}; known options: {known}")
+    return {name: spec.validate(name, options.get(name, spec.default)) for name, spec in cls.OPTIONS.items()}
+
+
+# ---------------------------------------------------------------------- the base class
+class Estimator(nn.Module):
+    """Base class. Subclasses set ``name``, ``OPTIONS`` and implement :meth:`_why_not` and
+    :meth:`estimate`; those with learned state build it with :meth:`state`."""
 
     name: ClassVar[str] = ""
     unbiased: ClassVar[bool] = True
+    OPTIONS: ClassVar[dict[str, Option]] = {}
+    warm_up_steps: ClassVar[int] = 0        # default steps of warm_up (0: nothing to fit)
 
     def __init__(self, **options):
-        self.options = options
+        super().__init__()
+        self.options = validate_options(type(self), options)
+        self.states = nn.ModuleDict()
 
+    # ------------------------------------------------------------------ descriptions
     @property
     def min_samples(self) -> int:
         """The smallest ``k`` the estimator accepts (2 for leave-one-out baselines)."""
@@ -67,31 +161,145 @@ class Estimator:
     @property
     def label(self) -> str:
         """A short human-readable name for legends."""
-        extras = ", ".join(f"{v}" for v in self.options.values() if v not in (None, "none", False))
-        return f"{self.name.replace('_', ' ')}" + (f" ({extras})" if extras else "")
+        changed = [f"{v}" for key, v in self.options.items()
+                   if v != self.OPTIONS[key].default and v not in (None, "none", False)]
+        return self.name.replace("_", " ") + (f" ({', '.join(changed)})" if changed else "")
 
-    def why_not(self, problem) -> str | None:
-        """``None`` when the estimator is valid for ``problem``, else the reason it is not."""
-        return None
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self.options.items())
 
-    def applies_to(self, problem) -> bool:
-        """Whether the estimator's assumptions hold for ``problem`` (see :meth:`why_not`)."""
-        return self.why_not(problem) is None
+    # ------------------------------------------------------------------ applicability
+    def why_not(self, target) -> str | None:
+        """``None`` when the estimator runs on ``target`` with a right gradient, else why not.
 
-    def prepare(self, problem, theta: torch.Tensor, k: int) -> None:
-        """Bring internal state (moving averages, learned control variates) to a steady state
-        at fixed ``theta`` before variance is measured. Stateless estimators do nothing."""
+        Total: answers for targets, toy problems (read at their initial parameters) and models
+        (read on a small example batch), and for anything else says what it expected."""
+        try:
+            target = as_target(target)
+        except ValueError as err:
+            return str(err)
+        try:
+            return self._why_not(target)
+        except Exception as err:                   # a user's problem failing inside its own code
+            return f"the target could not be read ({type(err).__name__}: {err})"
 
-    def reset(self) -> None:
-        """Forget internal state."""
+    def applies_to(self, target) -> bool:
+        """``True`` means ``est(target, k)`` runs and its gradient is right (see :meth:`why_not`)."""
+        return self.why_not(target) is None
 
-    def surrogate(self, problem, theta: torch.Tensor, k: int = 1) -> torch.Tensor:
+    def _why_not(self, target: Target) -> str | None:
+        return f"it is not implemented for {target.kind} targets"
+
+    # ------------------------------------------------------------------ state
+    def state(self, target: Target, build: Callable[[], nn.Module]) -> nn.Module:
+        """The learned state (baselines, control variates, running statistics) for targets with
+        ``target``'s signature, built by ``build()`` on first use. Different signatures get
+        different states, never a shape error."""
+        key = "s" + hashlib.sha1(repr(target.signature()).encode()).hexdigest()[:12]
+        if key not in self.states:
+            module = build()
+            like = _reference_tensor(target)
+            if like is not None:
+                module = module.to(device=like.device, dtype=like.dtype)
+            self.states[key] = module
+        return self.states[key]
+
+    # ------------------------------------------------------------------ calls
+    def forward(self, target, theta_or_k=None, k: int | None = None, *, check: bool = True):
+        """``est(target, k=1) -> Estimate``; the toy form ``est(problem, theta, k)`` returns the
+        surrogate tensor alone. ``check=False`` runs an estimator where :meth:`why_not` objects
+        (how a notebook shows the score function's failure on a moving support)."""
+        if isinstance(target, Target):
+            if isinstance(theta_or_k, torch.Tensor):
+                raise ValueError(f"k must be an integer for a target, got a tensor of shape {tuple(theta_or_k.shape)}")
+            k = 1 if theta_or_k is None and k is None else (theta_or_k if k is None else k)
+            return self._run(target, k, check)
+        if not isinstance(theta_or_k, torch.Tensor):
+            raise ValueError(f"target must be a target (problem.at(theta), model.on(x)), or call "
+                             f"est(problem, theta, k); got {type(target).__name__} and {theta_or_k!r}")
+        return self._run(ProblemTarget(target, theta_or_k), 1 if k is None else k, check).surrogate
+
+    def _run(self, target: Target, k, check: bool) -> Estimate:
+        k = checks.count("k", k, minimum=self.min_samples)
+        if check:
+            reason = self.why_not(target)
+            if reason is not None:
+                raise ValueError(f"estimator {self.label!r} does not apply to {target.describe()}: {reason}")
+        out = self.estimate(target, k)
+        if not (self.training and torch.is_grad_enabled()):
+            out = Estimate(out.surrogate, None)
+        return out
+
+    def estimate(self, target: Target, k: int) -> Estimate:
         raise NotImplementedError
 
-    def __call__(self, problem, theta: torch.Tensor, k: int = 1) -> torch.Tensor:
-        checks.count("k", k, minimum=self.min_samples)
-        return self.surrogate(problem, theta, k)
+    def warm_up(self, target, k: int = 1, steps: int | None = None, lr: float | None = None) -> list[float]:
+        """Fit the estimator's own baselines and control variates (and settle its running
+        statistics) with the model held fixed: ``steps`` Adam steps on the control loss of
+        ``est(target, k)``. ``target`` is a target or a callable returning one per step (e.g. a
+        fresh minibatch). Returns the control loss per step (empty when there is nothing to fit)."""
+        steps = checks.count("steps", self.warm_up_steps if steps is None else steps, minimum=0)
+        lr = float(checks.positive("lr", self.options.get("lr", 1e-2) if lr is None else lr))
+        next_target = target if callable(target) and not isinstance(target, Target) else (lambda: target)
+        was_training = self.training
+        self.train()
+        history = []
+        first = next_target()
+        self(first, k)                                     # builds the state for this target
+        params = [p for p in self.state_parameters(first) if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=lr) if params else None
+        for step in range(steps):
+            out = self(first if step == 0 else next_target(), k)
+            if out.control_loss is not None and optimizer is not None:
+                grads = torch.autograd.grad(out.control_loss, params, allow_unused=True)
+                for p, g in zip(params, grads):
+                    p.grad = None if g is None else g.detach()
+                optimizer.step()
+                history.append(float(out.control_loss.detach()))
+        self.train(was_training)
+        return history
 
-    def __repr__(self) -> str:
-        opts = ", ".join(f"{key}={value!r}" for key, value in self.options.items())
-        return f"{type(self).__name__}({opts})"
+    def state_parameters(self, target: Target) -> list[nn.Parameter]:
+        """The trainable parameters of the state built for ``target`` (empty when none)."""
+        key = "s" + hashlib.sha1(repr(as_target(target).signature()).encode()).hexdigest()[:12]
+        return list(self.states[key].parameters()) if key in self.states else []
+
+    def reset(self) -> None:
+        """Forget all learned state (it is rebuilt on the next call)."""
+        self.states = nn.ModuleDict()
+
+    # ------------------------------------------------------------------ deprecated
+    def loss(self, model, x: torch.Tensor, k: int = 1, update: bool = True) -> torch.Tensor:
+        """Deprecated: ``est(model.on(x), k).surrogate``."""
+        warnings.warn("est.loss(model, x, k) is deprecated; use est(model.on(x), k).surrogate",
+                      DeprecationWarning, stacklevel=2)
+        if not hasattr(model, "on"):
+            raise ValueError(f"model must be a latent-variable model with on(x), got {type(model).__name__}")
+        was_training = self.training
+        self.train(update)
+        try:
+            return self(model.on(x), k).surrogate
+        finally:
+            self.train(was_training)
+
+
+def as_target(obj) -> Target:
+    """``obj`` as a target: targets pass through; a problem is read at its initial parameters; a
+    model with ``example_target()`` gives its example target. Anything else raises ValueError."""
+    if isinstance(obj, Target):
+        return obj
+    if hasattr(obj, "example_target"):
+        return obj.example_target()
+    if all(hasattr(obj, a) for a in ("init_params", "distribution", "cost")):
+        return ProblemTarget(obj, obj.init_params().detach())
+    raise ValueError(f"it acts on targets (problem.at(theta), model.on(x)) and problems with "
+                     f"init_params, distribution and cost; got {type(obj).__name__}")
+
+
+def _reference_tensor(target: Target) -> torch.Tensor | None:
+    if isinstance(target, ProblemTarget):
+        return target.theta
+    model = target.model()
+    if model is not None:
+        return next(iter(model.parameters()), None)
+    return getattr(target, "context", None)

@@ -30,7 +30,8 @@ import math
 import torch
 from torch import distributions as D
 
-from .base import Estimator, linear_surrogate
+from ..targets import ProblemTarget
+from .base import Estimate, Estimator, linear_surrogate
 
 
 def _normal(dist: D.Normal, cost, k: int):
@@ -113,8 +114,11 @@ class MeasureValued(Estimator):
     def label(self) -> str:
         return "measure-valued"
 
-    def why_not(self, problem):
-        dist = problem.distribution(problem.init_params().detach())
+    def _why_not(self, target):
+        if not isinstance(target, ProblemTarget):
+            return (f"weak derivatives are implemented for the distributions of toy problems, not for a "
+                    f"{target.kind} target's latents")
+        dist = target.distribution()
         base = dist.base_dist if isinstance(dist, D.Independent) else dist
         if isinstance(dist, D.Independent) and not (isinstance(base, D.Bernoulli) and dist.reinterpreted_batch_ndims == 1):
             return f"no weak derivative implemented for {type(dist).__name__}({type(base).__name__})"
@@ -122,7 +126,6 @@ class MeasureValued(Estimator):
             return f"no weak derivative implemented for {type(dist).__name__}"
         return None
 
-    def surrogate(self, problem, theta, k=1):
-        dist = problem.distribution(theta)
-        value, params, grads = _weak_derivative(dist, problem.cost, k)
-        return linear_surrogate(value, params, grads)
+    def estimate(self, target, k):
+        value, params, grads = _weak_derivative(target.distribution(), target.cost, k)
+        return Estimate(linear_surrogate(value, params, grads))

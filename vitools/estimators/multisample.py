@@ -6,7 +6,7 @@ w_j = \frac{p_\theta(x, h_j)}{q_\phi(h_j \mid x)}, \qquad \tilde w_j = w_j / \te
 a lower bound on $\log p(x)$ that tightens as $K$ grows (Burda, Grosse & Salakhutdinov 2016,
 *Importance Weighted Autoencoders*, arXiv:1509.00519).
 
-Discrete latents (score function; models with ``sample`` / ``log_p_layers``):
+Discrete latents (score function; ``sbn.on(x)``, ``cat_vae.on(x)``):
 
 ``vimco``
     Mnih & Rezende 2016, *Variational Inference for Monte Carlo Objectives*,
@@ -24,11 +24,11 @@ Discrete latents (score function; models with ``sample`` / ``log_p_layers``):
     q(h_j|x)$. The first is the IWAE gradient for $\theta$; the second is a self-normalized
     estimate of $-\nabla_\phi \mathrm{KL}(p(h|x) \| q(h|x))$, biased for finite $K$.
 
-Continuous latents (reparameterized; models with ``encode(x)`` (the distribution $q$),
-``decode(z)`` and ``prior()``, such as :class:`vitools.models.GaussianVAE`):
+Continuous latents (reparameterized; ``vae.on(x)``; ``iwae`` also on ``vrnn.on(x, mask)``):
 
 ``iwae``
-    the reparameterized gradient of $\mathcal{L}_K$.
+    the reparameterized gradient of $\mathcal{L}_K$; on a sequence model, $K$ particles that are
+    never resampled.
 ``stl``
     *sticking the landing* (Roeder, Wu & Duvenaud 2017, arXiv:1703.09194): $\log q$ inside
     $w_j$ with its parameters held fixed. Unbiased at $K = 1$, **biased** for $K > 1$
@@ -48,14 +48,13 @@ import math
 import torch
 from torch import distributions as D
 
-from .. import checks
+from .. import checks, smc
 from ..models.sbn import iwae_bound
-from . import register
-from .amortized import ModelEstimator
-from .base import score_box
-from .nvil import NVIL
+from ..targets import ReparamTarget, SequenceTarget
+from .base import Estimate, Estimator, Option, score_box
+from .nvil import NVIL, draw_log_densities, why_not_generative
 
-MEANS = {"geometric", "arithmetic"}
+MEANS = ("geometric", "arithmetic")
 
 
 def leave_one_out_bounds(log_w: torch.Tensor, mean: str = "geometric") -> torch.Tensor:
@@ -78,36 +77,33 @@ def leave_one_out_bounds(log_w: torch.Tensor, mean: str = "geometric") -> torch.
     return torch.logsumexp(table, 1) - math.log(k)
 
 
-def _discrete_log_weights(model, x, k):
+def _log_weights(target, k):
     """``(log_w [K, N], log_p [K, N], log_q [K, N])`` for ``k`` draws from ``q``."""
-    hs, log_q = model.sample(x, k)
-    log_p, log_q = sum(model.log_p_layers(x, hs)), sum(log_q)
+    _, log_p, log_q = draw_log_densities(target, k)
+    log_p, log_q = sum(log_p), sum(log_q)
     return log_p - log_q, log_p, log_q
 
 
-@register
-class VIMCO(ModelEstimator):
+class VIMCO(Estimator):
     """VIMCO's leave-one-out per-sample learning signals for the $K$-sample bound."""
 
     name = "vimco"
-
-    def __init__(self, mean: str = "geometric"):
-        checks.choice("mean", mean, MEANS)
-        super().__init__(mean=mean)
-        self.mean = mean
+    OPTIONS = {"mean": Option("geometric", "how the left-out weight is replaced", kind="choice", choices=MEANS)}
 
     @property
     def min_samples(self) -> int:
         return 2
 
-    def _loss(self, model, x, k, update):
-        log_w, _, log_q = _discrete_log_weights(model, x, k)
+    def _why_not(self, target):
+        return why_not_generative(target)
+
+    def estimate(self, target, k):
+        log_w, _, log_q = _log_weights(target, k)
         bound = iwae_bound(log_w)                                         # [N]
-        signal = bound.detach()[None] - leave_one_out_bounds(log_w, self.mean)
-        return bound + (signal * score_box(log_q)).sum(0)
+        signal = bound.detach()[None] - leave_one_out_bounds(log_w, self.options["mean"])
+        return Estimate(bound + (signal * score_box(log_q)).sum(0))
 
 
-@register
 class NVILMultiSample(NVIL):
     r"""NVIL's baselines and normalization on the $K$-sample bound's single learning signal.
 
@@ -116,15 +112,13 @@ class NVILMultiSample(NVIL):
     $(\nabla_\theta \mathcal{L}_K, \nabla_\phi \mathcal{L}_K / \max(1, \hat\sigma))$."""
 
     name = "nvil_multisample"
+    OPTIONS = {key: spec for key, spec in NVIL.OPTIONS.items() if key != "local_signals"}
 
-    def __init__(self, constant_baseline: bool = True, input_baseline: bool = True,
-                 normalize: bool = True, decay: float = 0.8, hidden: int = 100):
-        super().__init__(constant_baseline=constant_baseline, input_baseline=input_baseline,
-                         normalize=normalize, local_signals=False, decay=decay, hidden=hidden)
-        del self.options["local_signals"]
+    def groups(self, target) -> int:
+        return 1
 
-    def terms(self, model, x, k):
-        log_w, log_p, log_q = _discrete_log_weights(model, x, k)
+    def terms(self, target, k):
+        log_w, log_p, log_q = _log_weights(target, k)
         bound = iwae_bound(log_w)
         weights = torch.softmax(log_w.detach(), 0)                        # [K, N]
         # grad of the bound = sum_j w_j grad log p_j (theta) - sum_j w_j grad log q_j (phi)
@@ -133,18 +127,20 @@ class NVILMultiSample(NVIL):
                 log_q.sum(0)[None, None])
 
 
-@register
-class ReweightedWakeSleep(ModelEstimator):
+class ReweightedWakeSleep(Estimator):
     """Reweighted wake-sleep, wake phase for both networks (biased for $\\phi$ at finite $K$)."""
 
     name = "rws"
     unbiased = False
 
-    def _loss(self, model, x, k, update):
-        log_w, log_p, log_q = _discrete_log_weights(model, x, k)
+    def _why_not(self, target):
+        return why_not_generative(target)
+
+    def estimate(self, target, k):
+        log_w, log_p, log_q = _log_weights(target, k)
         weights = torch.softmax(log_w.detach(), 0)                        # [K, N]
         moved = (log_p - log_p.detach()) + (log_q - log_q.detach())
-        return iwae_bound(log_w).detach() + (weights * moved).sum(0)
+        return Estimate(iwae_bound(log_w).detach() + (weights * moved).sum(0))
 
 
 # ------------------------------------------------------------------- continuous latents
@@ -158,67 +154,95 @@ def _frozen(dist: D.Distribution) -> D.Distribution:
     raise ValueError(f"dist must be Normal or Independent(Normal) for stl/dreg, got {type(dist).__name__}")
 
 
-def _unchecked(model, name):
-    """``model._name`` when the model has an unchecked variant (vmap cannot run checks)."""
-    return getattr(model, "_" + name, None) or getattr(model, name)
+class _Reparameterized(Estimator):
+    def _why_not(self, target):
+        if isinstance(target, ReparamTarget):
+            return None
+        return (f"it needs reparameterizable continuous latents (vae.on(x)), and a {target.kind} target "
+                + ("has discrete ones: use vimco or nvil" if target.kind == "layered" else "has none"))
 
-
-class _Reparameterized(ModelEstimator):
-    latents = "continuous"
-
-    def _draw(self, model, x, k):
-        q = _unchecked(model, "encode")(x)                                # batch [N], event [d]
+    @staticmethod
+    def _draw(target, k):
+        q = target.q()                                                    # batch [N], event [d]
         base = q.base_dist if isinstance(q, D.Independent) else q
         if isinstance(base, D.Normal):       # explicit location-scale draw: vmap-friendly
             z = base.loc + base.scale * torch.randn_like(base.loc.expand(k, *base.loc.shape))
         else:
             z = q.rsample((k,))                                           # [K, N, d]
-        return q, z, self._log_joint(model, x, z)                         # log p: [K, N]
-
-    @staticmethod
-    def _log_joint(model, x, z):
-        return _unchecked(model, "decode")(z).log_prob(x) + model.prior().log_prob(z)
+        return q, z, target.log_joint(z)                                  # log p: [K, N]
 
 
-@register
 class IWAE(_Reparameterized):
     """The reparameterized gradient of the $K$-sample bound (``k=1``: the VAE's ELBO gradient)."""
 
     name = "iwae"
 
-    def _loss(self, model, x, k, update):
-        q, z, log_p = self._draw(model, x, k)
-        return iwae_bound(log_p - q.log_prob(z))
+    def _why_not(self, target):
+        return None if isinstance(target, SequenceTarget) else super()._why_not(target)
+
+    def estimate(self, target, k):
+        if isinstance(target, SequenceTarget):
+            result = smc.particle_filter(target.model(), target.x, k, target.mask, resampling="never")
+            return Estimate(result.surrogate)
+        q, z, log_p = self._draw(target, k)
+        return Estimate(iwae_bound(log_p - q.log_prob(z)))
 
 
-@register
 class STL(_Reparameterized):
     """Sticking the landing: $\\log q$ with frozen parameters inside the weights."""
 
     name = "stl"
     unbiased = False            # unbiased only at K = 1
 
-    def _loss(self, model, x, k, update):
-        q, z, log_p = self._draw(model, x, k)
+    def estimate(self, target, k):
+        q, z, log_p = self._draw(target, k)
         bound = iwae_bound(log_p - q.log_prob(z))
         stl = iwae_bound(log_p - _frozen(q).log_prob(z))
-        return bound.detach() + (stl - stl.detach())
+        return Estimate(bound.detach() + (stl - stl.detach()))
 
 
-@register
 class DReG(_Reparameterized):
     """Doubly reparameterized gradient: squared normalized weights on the frozen-q path."""
 
     name = "dreg"
 
-    def _loss(self, model, x, k, update):
-        q, z, log_p = self._draw(model, x, k)
+    def estimate(self, target, k):
+        q, z, log_p = self._draw(target, k)
         log_w = log_p - q.log_prob(z)
         weights = torch.softmax(log_w.detach(), 0)                        # [K, N]
-        log_p_theta = self._log_joint(model, x, z.detach())                      # theta path only
+        log_p_theta = target.log_joint(z.detach())                        # theta path only
         log_w_phi = log_p - _frozen(q).log_prob(z)                        # phi path through z
         # theta: sum_j w_j grad log p;  phi: sum_j w_j^2 d log w_j / dz_j dz_j/dphi. The last
         # term cancels the theta-gradient that log_w_phi would otherwise contribute.
         moved = weights * log_p_theta + weights**2 * log_w_phi - weights**2 * log_p_theta
         moved = moved.sum(0)
-        return iwae_bound(log_w).detach() + (moved - moved.detach())
+        return Estimate(iwae_bound(log_w).detach() + (moved - moved.detach()))
+
+
+class FIVO(Estimator):
+    """FIVO (Maddison et al. 2017, arXiv:1705.09279): the bound of a particle filter that resamples,
+    on a sequence model (``vrnn.on(x, mask)``); ``k`` particles. Biased for the gradient of
+    $\\mathbb{E}[\\log\\hat Z]$ unless ``score_terms`` (see :mod:`vitools.smc`)."""
+
+    name = "fivo"
+    unbiased = False
+    OPTIONS = {"resampling": Option("always", "when to resample", kind="choice", choices=("always", "ess")),
+               "scheme": Option("multinomial", "resampling scheme", kind="choice", choices=smc.SCHEMES),
+               "score_terms": Option(False, "keep the resampling indices' score terms (unbiased)", kind="bool")}
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        if self.options["score_terms"] and self.options["scheme"] != "multinomial":
+            raise ValueError(f"scheme must be 'multinomial' with score_terms=True, got {self.options['scheme']!r}")
+        self.unbiased = self.options["score_terms"]
+
+    def _why_not(self, target):
+        if isinstance(target, SequenceTarget):
+            return None
+        return f"it is a particle-filter bound for sequence models (vrnn.on(x, mask)), not a {target.kind} target"
+
+    def estimate(self, target, k):
+        o = self.options
+        result = smc.particle_filter(target.model(), target.x, k, target.mask, resampling=o["resampling"],
+                                     scheme=o["scheme"], score_terms=o["score_terms"])
+        return Estimate(result.surrogate)

@@ -14,7 +14,7 @@ with four variance-reduction components, each switched on and off independently:
     $c$: a running mean of $\ell - b(x)$ (decay $\alpha$ = ``decay``).
 ``input_baseline``
     $b(x)$: an MLP of $x$ alone (one tanh hidden layer) fitted by minimising
-    $(\ell - b(x) - c)^2$; its parameters are ``est.parameters(model)``.
+    $(\ell - b(x) - c)^2$: the estimate's ``control_loss``.
 ``normalize``
     divide the centred signal by $\max(1, \hat\sigma)$, $\hat\sigma^2$ a running variance of
     $\ell - b(x)$: a per-step rescaling of the inference network's gradient (not of its
@@ -25,123 +25,108 @@ with four variance-reduction components, each switched on and off independently:
     \log q(h_j|h_{j-1})$ ($h_0 = x$, $p(h_L|h_{L+1}) = p(h_L)$); each layer has its own
     $b_l(x)$, $c_l$, $\hat\sigma_l$.
 
-Running statistics are read before they are updated with the current batch, so baselines
-never depend on the current samples and the estimate stays unbiased for its target.
-Shapes: signals are ``[G, K, N]`` (G = 1, or the number of layers with local signals).
+Running statistics are read before they are updated with the current batch (and updated only
+in ``train()`` mode), so baselines never depend on the current samples and the estimate stays
+unbiased for its target. Shapes: signals are ``[G, K, N]`` (G = 1, or the number of layers with
+local signals). Targets: discrete generative models (``sbn.on(x)``, ``cat_vae.on(x)``).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .. import checks
-from . import register
-from .amortized import ModelEstimator
-from .base import descend, score_box
+from ..targets import LayeredTarget
+from . import layers as L
+from .base import Estimate, Estimator, Option, score_box
 
 
-@register
-class NVIL(ModelEstimator):
+
+def draw_log_densities(target: LayeredTarget, k: int):
+    """``(hs, log_p layers, log_q layers)`` for ``k`` draws from $q$, ``[k, N]`` per layer."""
+    _, hs, logits = L.draw(target, k)
+    log_q = [L.log_prob(layer, lg, h) for layer, lg, h in zip(target.layers, logits, hs)]
+    return hs, target.log_p_layers(hs), log_q
+
+
+def why_not_generative(target) -> str | None:
+    if not isinstance(target, LayeredTarget):
+        return (f"it needs a discrete latent-variable model (sbn.on(x), cat_vae.on(x)), got a {target.kind} target"
+                + ("; for a toy problem use score_function with a baseline" if target.kind == "problem" else ""))
+    if not target.generative:
+        return "it needs a generative model's log-densities, which this layered target does not define"
+    if target.context is None:
+        return "its input-dependent baseline needs data x, which this target does not have"
+    return None
+
+
+class BaselineState(nn.Module):
+    """$b(x)$ (when used) and the running mean and variance of $\\ell - b(x)$ per group."""
+
+    def __init__(self, x_dim: int, groups: int, hidden: int, input_baseline: bool):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(x_dim, hidden), nn.Tanh(), nn.Linear(hidden, groups)) \
+            if input_baseline else None
+        self.register_buffer("running_mean", torch.zeros(groups))
+        self.register_buffer("running_var", torch.zeros(groups))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def fold(self, residual: torch.Tensor, decay: float) -> None:
+        """Fold the batch's mean and variance of $\\ell - b(x)$, ``[G, K', N]``, into the state."""
+        mean = residual.mean((1, 2))
+        var = residual.var((1, 2)) if residual[0].numel() > 1 else torch.zeros_like(mean)
+        if self.count == 0:
+            self.running_mean.copy_(mean), self.running_var.copy_(var)
+        else:
+            self.running_mean.mul_(decay).add_((1 - decay) * mean)
+            self.running_var.mul_(decay).add_((1 - decay) * var)
+        self.count += 1
+
+
+class NVIL(Estimator):
     """NVIL on the ELBO with ``k`` independent samples per example (averaged).
 
     Example::
 
         >>> est = vt.estimators.get("nvil", local_signals=True)
-        >>> opt = torch.optim.Adam([*model.parameters(), *est.parameters(model)], lr=3e-4)
-        >>> (-est.loss(model, x, k=1).mean()).backward(); opt.step()
+        >>> history = vt.train.fit(est, model, x_train, steps=1000)    # model and baseline, once per step
     """
 
     name = "nvil"
-
-    def __init__(self, constant_baseline: bool = True, input_baseline: bool = True,
-                 normalize: bool = True, local_signals: bool = False, decay: float = 0.8,
-                 hidden: int = 100):
-        for flag, value in (("constant_baseline", constant_baseline), ("input_baseline", input_baseline),
-                            ("normalize", normalize), ("local_signals", local_signals)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{flag} must be True or False, got {value!r}")
-        checks.probability("decay", decay)
-        super().__init__(constant_baseline=constant_baseline, input_baseline=input_baseline,
-                         normalize=normalize, local_signals=local_signals)
-        self.constant_baseline, self.input_baseline = constant_baseline, input_baseline
-        self.normalize, self.local_signals = normalize, local_signals
-        self.decay = float(decay)
-        self.hidden = checks.count("hidden", hidden)
-        self.baseline_net: nn.Module | None = None
-        self.reset()
+    warm_up_steps = 200
+    OPTIONS = {
+        "constant_baseline": Option(True, "subtract a running mean c of the signal", kind="bool"),
+        "input_baseline": Option(True, "subtract a learned baseline b(x)", kind="bool"),
+        "normalize": Option(True, "divide by max(1, running sd of the signal)", kind="bool"),
+        "local_signals": Option(False, "per-layer learning signals", kind="bool"),
+        "decay": Option(0.8, "decay of the running statistics", kind="probability"),
+        "hidden": Option(100, "hidden width of b(x)", kind="int", minimum=1),
+        "lr": Option(1e-2, "Adam learning rate of warm_up", minimum=0.0),
+    }
 
     @property
     def label(self) -> str:
-        parts = [name for flag, name in ((self.constant_baseline, "c"), (self.input_baseline, "b(x)"),
-                                         (self.normalize, "norm"), (self.local_signals, "local"))
-                 if flag]
+        o = self.options
+        parts = [name for flag, name in ((o["constant_baseline"], "c"), (o["input_baseline"], "b(x)"),
+                                         (o["normalize"], "norm"), (o.get("local_signals"), "local")) if flag]
         return f"{self.name.replace('_', ' ')} ({', '.join(parts) or 'no baseline'})"
 
-    def reset(self) -> None:
-        """Forget the running mean and variance (the baseline network is kept)."""
-        self.running_mean: torch.Tensor | None = None
-        self.running_var: torch.Tensor | None = None
+    def _why_not(self, target):
+        return why_not_generative(target)
 
-    # ------------------------------------------------------------------ components
-    def groups(self, model) -> int:
-        return model.num_layers if self.local_signals else 1
+    def groups(self, target) -> int:
+        return len(target.layers) if self.options.get("local_signals") else 1
 
-    def parameters(self, model) -> list[nn.Parameter]:
-        if not self.input_baseline:
-            return []
-        if self.baseline_net is None:
-            device = next(model.parameters()).device
-            self.baseline_net = nn.Sequential(nn.Linear(model.x_dim, self.hidden), nn.Tanh(),
-                                              nn.Linear(self.hidden, self.groups(model))).to(device)
-        return list(self.baseline_net.parameters())
+    def baselines(self, target) -> BaselineState:
+        """The baseline network and running statistics built for ``target``."""
+        return self.state(target, lambda: BaselineState(target.context.shape[-1], self.groups(target),
+                                                        self.options["hidden"], self.options["input_baseline"]))
 
-    def modules(self):
-        return {"baseline_net": self.baseline_net} if self.baseline_net is not None else {}
-
-    def baseline(self, model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(b(x), c)``, each ``[G, 1, N]``-broadcastable: functions of ``x`` and of past
-        batches only, never of the current samples (zeros where switched off)."""
-        b = torch.zeros(self.groups(model), 1, x.shape[0], device=x.device)
-        if self.input_baseline:
-            self.parameters(model)
-            b = b + self.baseline_net(x).T[:, None, :]
-        c = torch.zeros(self.groups(model), 1, 1, device=x.device)
-        if self.constant_baseline and self.running_mean is not None:
-            c = c + self.running_mean[:, None, None]
-        return b, c
-
-    def scale(self, model, device) -> torch.Tensor:
-        """$\\max(1, \\hat\\sigma)$ per group, ``[G, 1, 1]`` (ones without normalization)."""
-        if not self.normalize or self.running_var is None:
-            return torch.ones(self.groups(model), 1, 1, device=device)
-        return self.running_var.sqrt().clamp_min(1.0)[:, None, None]
-
-    def prepare(self, model, x: torch.Tensor, k: int = 1, steps: int = 200, lr: float = 1e-2,
-                batch_size: int = 100) -> None:
-        """Bring the baselines to a steady state for a *fixed* model: fit $b(x)$ by Adam on
-        ``steps`` minibatches of ``x`` and let the running statistics settle (the model's
-        parameters are not updated). Used before measuring gradient variance."""
-        self.check(model, x, k)
-        steps = checks.count("steps", steps, minimum=0)
-        checks.positive("lr", lr)
-        params = self.parameters(model)
-        opt = torch.optim.Adam(params, lr=lr) if params else None
-        for _ in range(steps):
-            index = torch.randint(x.shape[0], (min(batch_size, x.shape[0]),), device=x.device)
-            surrogate = self._loss(model, x[index], k, True)
-            if opt is not None:
-                descend(opt, -surrogate.mean(), params)
-
-    # ------------------------------------------------------------------ the estimator
-    def terms(self, model, x, k):
-        r"""``(value [N], pathwise [N], pathwise_phi [N], signals [G, K', N], log_q [G, K', N])``:
-        the objective's estimate, terms whose gradients are the pathwise parts for $\theta$
-        and for $\phi$ (the latter rescaled with the signal), the learning signals and the
-        log-densities whose scores they multiply."""
-        hs, log_q = model.sample(x, k)
-        log_p = model.log_p_layers(x, hs)
+    def terms(self, target, k):
+        r"""``(value [N], pathwise [N], pathwise_phi [N], signals [G, K', N], log_q [G, K', N])``."""
+        hs, log_p, log_q = draw_log_densities(target, k)
         value = (sum(log_p) - sum(log_q)).mean(0)
-        if self.local_signals:
+        if self.options["local_signals"]:
             signals = torch.stack([sum(log_p[l:]) - sum(log_q[l:]) for l in range(len(log_q))])
             scored = torch.stack(log_q)
         else:
@@ -150,30 +135,24 @@ class NVIL(ModelEstimator):
         # E_q[grad_phi log q] = 0: NVIL drops the phi pathwise term of the ELBO.
         return value, sum(log_p).mean(0), torch.zeros_like(value), signals, scored
 
-    def _loss(self, model, x, k, update):
-        value, pathwise, pathwise_phi, signals, scored = self.terms(model, x, k)
+    def estimate(self, target, k):
+        state = self.baselines(target)
+        x = target.context
+        value, pathwise, pathwise_phi, signals, scored = self.terms(target, k)
         raw = signals.detach()
-        b, c = self.baseline(model, x)                                 # [G, 1, N], [G, 1, 1]
-        scale = self.scale(model, x.device)                            # [G, 1, 1]
+        groups = raw.shape[0]
+        b = state.net(x).T[:, None, :] if state.net is not None else torch.zeros(groups, 1, x.shape[0], device=x.device)
+        c = torch.zeros(groups, 1, 1, device=x.device, dtype=raw.dtype)
+        if self.options["constant_baseline"] and state.count > 0:
+            c = c + state.running_mean[:, None, None]
+        scale = torch.ones(groups, 1, 1, device=x.device, dtype=raw.dtype)
+        if self.options["normalize"] and state.count > 0:
+            scale = state.running_var.sqrt().clamp_min(1.0)[:, None, None]
         centred = (raw - b.detach() - c) / scale
         score = (centred * score_box(scored)).sum(0).mean(0)           # [N]
         surrogate = (value.detach() + (pathwise - pathwise.detach()) + score
                      + (pathwise_phi - pathwise_phi.detach()) / scale[0, 0, 0])
-        if self.input_baseline:
-            fit = -((raw - c - b) ** 2).sum(0).mean(0)                 # baseline net descends its error
-            surrogate = surrogate + (fit - fit.detach())
-        if update:
-            self._update(raw - b.detach())
-        return surrogate
-
-    @torch.no_grad()
-    def _update(self, residual: torch.Tensor) -> None:
-        """Fold the batch's mean and variance of $\\ell - b(x)$, ``[G, K', N]``, into the state."""
-        mean = residual.mean((1, 2))
-        var = residual.var((1, 2)) if residual[0].numel() > 1 else torch.zeros_like(mean)
-        if self.running_mean is None:
-            self.running_mean, self.running_var = mean, var
-        else:
-            a = self.decay
-            self.running_mean = a * self.running_mean + (1 - a) * mean
-            self.running_var = a * self.running_var + (1 - a) * var
+        control_loss = ((raw - c - b) ** 2).sum(0).mean() if state.net is not None else None
+        if self.training:
+            state.fold(raw - b.detach(), self.options["decay"])
+        return Estimate(surrogate, control_loss)

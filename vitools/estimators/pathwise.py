@@ -5,11 +5,13 @@ $\nabla_\theta \mathbb{E}_{q_\theta}[f(z)] = \mathbb{E}_{\epsilon}[\nabla_z f(z)
 \nabla_\theta g(\epsilon; \theta)]$ (Kingma & Welling 2014, arXiv:1312.6114; Rezende,
 Mohamed & Wierstra 2014, arXiv:1401.4082). It needs a differentiable cost and a sampler
 with ``rsample`` (location-scale families, or implicit reparameterization for Gamma, Beta,
-von Mises: see :mod:`vitools.implicit`). It does not apply to discrete latents.
+von Mises: see :mod:`vitools.implicit`). It does not apply to discrete latents. On a model with
+reparameterizable latents (``vae.on(x)``) it is the $k$-sample ELBO's reparameterized gradient.
 """
 from __future__ import annotations
 
-from .base import Estimator
+from ..targets import ProblemTarget, ReparamTarget
+from .base import Estimate, Estimator
 
 
 class Pathwise(Estimator):
@@ -21,13 +23,22 @@ class Pathwise(Estimator):
     def label(self) -> str:
         return "pathwise"
 
-    def why_not(self, problem):
-        if not getattr(problem, "cost_is_differentiable", True):
+    def _why_not(self, target):
+        if isinstance(target, ReparamTarget):
+            return None
+        if not isinstance(target, ProblemTarget):
+            return (f"it needs reparameterizable continuous latents, and a {target.kind} target's are "
+                    + ("discrete" if target.kind == "layered" else "sampled by a particle filter (use iwae or fivo)"))
+        if not getattr(target.problem, "cost_is_differentiable", True):
             return "the cost is not differentiable"
-        if not problem.distribution(problem.init_params().detach()).has_rsample:
+        if not target.distribution().has_rsample:
             return "the distribution has no reparameterized sampler (rsample)"
         return None
 
-    def surrogate(self, problem, theta, k=1):
-        z = problem.distribution(theta).rsample((k,))
-        return problem.cost(z).mean(0)
+    def estimate(self, target, k):
+        if isinstance(target, ReparamTarget):
+            q = target.q()
+            z = q.rsample((k,))                                          # [k, N, d]
+            return Estimate((target.log_joint(z) - q.log_prob(z)).mean(0))
+        z = target.distribution().rsample((k,))
+        return Estimate(target.cost(z).mean(0))

@@ -6,29 +6,49 @@ $$\nabla_\theta \mathbb{E}_{q_\theta}[f(z)] = \mathbb{E}_{q_\theta}\big[(f(z) - 
 for any $b$ independent of $z$ (Williams 1992; Ranganath, Gerrish & Blei 2014, *Black Box
 Variational Inference*, arXiv:1401.0118). It needs only $\log q$ and evaluations of $f$, so
 it works for discrete $z$ and non-differentiable $f$, but it is wrong when the support of
-$q_\theta$ moves with $\theta$ (the Leibniz boundary term is lost).
+$q_\theta$ moves with $\theta$ (the Leibniz boundary term is lost). On a stack of discrete
+layers (an SBN, a categorical VAE) it is REINFORCE on the bound with the same baselines, the
+generative parameters taking their pathwise gradient.
 
 Baselines: ``"none"``; a number (a fixed constant $b$, e.g. the ideal $b = \mathbb{E}[f]$
 of the textbook analysis); ``"moving_average"`` (an exponential average of past costs, a
 constant at fixed $\theta$); ``"leave_one_out"`` ($b_j$ = mean cost of the other $k - 1$
 samples, Kool et al. 2019, *Buy 4 REINFORCE samples, get a baseline for free!*).
-Control variate ``"delta"``: the second-order Taylor expansion $h$ of $f$ around the mean
-(the delta method, Mohamed et al. 2020, arXiv:1906.10652, Section 7.4), whose score-function
-term has the known expectation $\nabla_\theta \mathbb{E}[h]$; its coefficient $\beta$ is the
-variance-minimising one, $\beta^* = \mathrm{Cov}(a, c) / \mathrm{Var}(c)$ per parameter,
-tracked by exponential averages over *earlier* calls, so that it is independent of the
-current samples and the estimate stays unbiased ($\beta = 1$ before any statistics exist).
+Control variate ``"delta"`` (toy problems with scalar latents): the second-order Taylor
+expansion $h$ of $f$ around the mean (the delta method, Mohamed et al. 2020, arXiv:1906.10652,
+Section 7.4), whose score-function term has the known expectation $\nabla_\theta \mathbb{E}[h]$;
+its coefficient $\beta$ is the variance-minimising one, $\beta^* = \mathrm{Cov}(a, c) /
+\mathrm{Var}(c)$ per parameter, tracked by exponential averages over *earlier* calls, so that it
+is independent of the current samples and the estimate stays unbiased ($\beta = 1$ before any
+statistics exist). Running statistics change only in ``train()`` mode.
 """
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from .. import checks
-from .base import Estimator, linear_surrogate, score_box
+from ..targets import LayeredTarget, ProblemTarget
+from . import layers as L
+from .base import Estimate, Estimator, Option, linear_surrogate, score_box
 
-BASELINES = {"none", "moving_average", "leave_one_out"}
-CONTROL_VARIATES = {None, "delta"}
-WARMUP_BATCH = 256
+
+class RunningStats(nn.Module):
+    """Exponential averages of the cost (``mean``) and of the delta method's moments."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(()))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self.register_buffer("ac", torch.zeros(0))
+        self.register_buffer("cc", torch.zeros(0))
+
+    @torch.no_grad()
+    def fold(self, decay: float, **fresh) -> None:
+        for name, value in fresh.items():
+            old = getattr(self, name)
+            setattr(self, name, value.to(old.dtype) if self.count == 0 or old.shape != value.shape
+                    else decay * old + (1 - decay) * value.to(old.dtype))
+        self.count += 1
 
 
 class ScoreFunction(Estimator):
@@ -37,33 +57,40 @@ class ScoreFunction(Estimator):
     Example::
 
         >>> est = ScoreFunction(baseline="leave_one_out")
-        >>> surrogate = est(problem, theta, k=8)      # [*batch]
-        >>> (-surrogate.mean()).backward()            # ascend, or .mean().backward() to descend
+        >>> out = est(problem.at(theta), k=8)          # out.surrogate: [*batch]
+        >>> out.surrogate.mean().backward()            # descend the toy's cost
     """
 
     name = "score_function"
+    OPTIONS = {
+        "baseline": Option("none", "baseline subtracted from the cost", kind="choice",
+                           choices=("none", "moving_average", "leave_one_out"), number=True),
+        "control_variate": Option(None, "control variate: None or 'delta' (toy problems, scalar latents)",
+                                  kind="choice", choices=(None, "delta")),
+        "decay": Option(0.9, "decay of the running averages", kind="probability"),
+        "warmup_steps": Option(40, "default number of warm_up steps", kind="int", minimum=0),
+    }
 
-    def __init__(self, baseline: str | float = "none", control_variate: str | None = None,
-                 decay: float = 0.9, warmup_steps: int = 40):
-        if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-            baseline = float(checks.finite("baseline", baseline))
-        else:
-            checks.choice("baseline", baseline, BASELINES)
-        if control_variate not in CONTROL_VARIATES:
-            raise ValueError(f"control_variate must be one of [None, 'delta'], got {control_variate!r}")
-        checks.probability("decay", decay)
-        checks.count("warmup_steps", warmup_steps, minimum=0)
-        if control_variate == "delta" and baseline != "none":
-            raise ValueError(f"baseline must be 'none' with control_variate='delta', got {baseline!r}")
-        super().__init__(baseline=baseline, control_variate=control_variate)
-        self.baseline, self.control_variate = baseline, control_variate
-        self.decay, self.warmup_steps = float(decay), warmup_steps
-        self.running_mean: torch.Tensor | None = None
-        self.cv_moments: dict[str, torch.Tensor] | None = None
+    def __init__(self, **options):
+        super().__init__(**options)
+        if self.options["control_variate"] == "delta" and self.options["baseline"] != "none":
+            raise ValueError(f"baseline must be 'none' with control_variate='delta', got {self.options['baseline']!r}")
+
+    @property
+    def baseline(self):
+        return self.options["baseline"]
+
+    @property
+    def control_variate(self):
+        return self.options["control_variate"]
 
     @property
     def min_samples(self) -> int:
         return 2 if self.baseline == "leave_one_out" else 1
+
+    @property
+    def warm_up_steps(self) -> int:
+        return self.options["warmup_steps"] if (self.control_variate or self.baseline == "moving_average") else 0
 
     @property
     def label(self) -> str:
@@ -74,64 +101,57 @@ class ScoreFunction(Estimator):
         return {"none": "score function", "moving_average": "score + moving-average baseline",
                 "leave_one_out": "score + leave-one-out baseline"}[self.baseline]
 
-    def why_not(self, problem):
+    def _why_not(self, target):
+        if isinstance(target, LayeredTarget):
+            if self.control_variate == "delta":
+                return "the delta-method control variate is implemented for toy problems with scalar latents"
+            return None
+        if not isinstance(target, ProblemTarget):
+            return (f"it is implemented for toy problems and discrete layered targets; for a {target.kind} "
+                    "target use a reparameterized estimator (pathwise, iwae, ...)")
+        problem = target.problem
         if getattr(problem, "support_depends_on_theta", False):
             return "the support of q depends on theta, so the score function misses the boundary term"
         if self.control_variate == "delta":
             if not getattr(problem, "cost_is_differentiable", True):
                 return "the delta method needs a twice-differentiable cost"
-            if problem.distribution(problem.init_params().detach()).event_shape != ():
+            if target.distribution().event_shape != ():
                 return "the delta-method control variate is implemented for scalar latents"
         return None
 
-    def reset(self):
-        self.running_mean = None
-        self.cv_moments = None
+    def estimate(self, target, k):
+        stats = self.state(target, RunningStats)
+        if isinstance(target, ProblemTarget):
+            if self.control_variate == "delta":
+                return Estimate(self._delta_surrogate(target, k, stats))
+            dist = target.distribution()
+            z = dist.sample((k,))                              # [k, *batch, *event]
+            costs = target.cost(z)                             # [k, *batch]
+            signal = costs.detach() - self._baseline(costs, stats)
+            return Estimate(costs.mean(0) + (signal * score_box(dist.log_prob(z))).mean(0))
+        us, hs, logits = L.draw(target, k)
+        f = L.signal(target, hs, logits).detach()
+        signal = f - self._baseline(f, stats)
+        grads = [signal.reshape(*signal.shape, *[1] * len(layer.shape)) * L.score(layer, lg.detach(), h)
+                 for layer, lg, h in zip(target.layers, logits, hs)]
+        return Estimate(L.assemble(target, f, target.signal(hs, relaxed=False), logits, grads))
 
-    def prepare(self, problem, theta, k):
-        """Start afresh and run ``warmup_steps`` updates of the running statistics at fixed
-        ``theta`` on ``WARMUP_BATCH`` replicates, as a long training run at ``theta`` would."""
-        self.reset()     # state from another problem or theta must not leak into the estimates
-        replicated = theta.detach().expand(max(8, WARMUP_BATCH // k), *theta.shape).clone()   # ~WARMUP_BATCH draws a step
-        if self.control_variate == "delta":
-            for _ in range(self.warmup_steps):
-                self._delta_surrogate(problem, replicated, k)
-        elif self.baseline == "moving_average":
-            with torch.no_grad():
-                for _ in range(self.warmup_steps):
-                    z = problem.distribution(replicated).sample((k,))
-                    self._update_running_mean(problem.cost(z))
-
-    def _update_running_mean(self, costs):
-        batch_mean = costs.detach().float().mean()
-        if self.running_mean is None:
-            self.running_mean = batch_mean
-        else:
-            self.running_mean = self.decay * self.running_mean + (1 - self.decay) * batch_mean
-
-    def surrogate(self, problem, theta, k=1):
-        if self.control_variate == "delta":
-            return self._delta_surrogate(problem, theta, k)
-        dist = problem.distribution(theta)
-        z = dist.sample((k,))                              # [k, *batch, *event]
-        costs = problem.cost(z)                            # [k, *batch]
-        signal = costs.detach() - self._baseline(costs)
-        return costs.mean(0) + (signal * score_box(dist.log_prob(z))).mean(0)
-
-    def _baseline(self, costs):
+    def _baseline(self, costs, stats):
         if isinstance(self.baseline, float):
             return torch.tensor(self.baseline, device=costs.device, dtype=costs.dtype)
         if self.baseline == "leave_one_out":
             k = costs.shape[0]
             return ((costs.sum(0, keepdim=True) - costs) / (k - 1)).detach()
         if self.baseline == "moving_average":
-            value = self.running_mean if self.running_mean is not None else torch.zeros((), device=costs.device)
-            self._update_running_mean(costs)
-            return value
-        return torch.zeros((), device=costs.device)
+            value = stats.mean.clone() if stats.count > 0 else torch.zeros((), device=costs.device)
+            if self.training:
+                stats.fold(self.options["decay"], mean=costs.detach().float().mean())
+            return value.to(costs.dtype)
+        return torch.zeros((), device=costs.device, dtype=costs.dtype)
 
-    def _delta_surrogate(self, problem, theta, k):
-        dist = problem.distribution(theta)
+    def _delta_surrogate(self, target, k, stats):
+        problem, theta = target.problem, target.theta
+        dist = target.distribution()
         z = dist.sample((k,))                              # [k, *batch]
         costs = problem.cost(z)
         batch_dims = costs.dim() - 1
@@ -159,23 +179,17 @@ class ScoreFunction(Estimator):
         expand = (...,) + (None,) * extra
         raw = costs.detach()[expand] * scores                          # a_j, [k, *batch, *P]
         control = taylor[expand] * scores - grad_expected_h            # c_j, mean zero
-        beta = self._coefficient()
-        self._update_cv_moments(raw, control, batch_dims)
+        beta = self._coefficient(stats)
+        if self.training:
+            dims = tuple(range(1 + batch_dims))                        # average over samples and batch
+            stats.fold(self.options["decay"], ac=(raw * control).mean(dims).detach(),
+                       cc=(control * control).mean(dims).detach())
         grad = (raw - beta * control).mean(0)
         return linear_surrogate(costs.mean(0), [theta], [grad])
 
-    def _coefficient(self):
-        if self.cv_moments is None:
+    @staticmethod
+    def _coefficient(stats):
+        if stats.count == 0 or stats.cc.numel() == 0:
             return 1.0
-        cov, var = self.cv_moments["ac"], self.cv_moments["cc"]
+        cov, var = stats.ac, stats.cc
         return torch.where(var > 0, cov / torch.where(var > 0, var, torch.ones_like(var)), torch.ones_like(var))
-
-    def _update_cv_moments(self, raw, control, batch_dims):
-        dims = tuple(range(1 + batch_dims))                   # average over samples and batch
-        fresh = {"ac": (raw * control).mean(dims).detach(), "cc": (control * control).mean(dims).detach()}
-        if self.cv_moments is None:
-            self.cv_moments = fresh
-        else:
-            self.cv_moments = {key: self.decay * self.cv_moments[key] + (1 - self.decay) * fresh[key]
-                               for key in fresh}
-

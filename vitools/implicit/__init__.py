@@ -28,7 +28,7 @@ from .core import ImplicitReparam, cdf_sample_grad, from_cdf, implicit_sample, i
 from .gamma import Gamma, gamma_icdf, rsample_standard_gamma, standard_gamma_grad
 from .beta import Beta, Dirichlet, beta_log_prob, betainc, rsample_beta, rsample_dirichlet
 from .von_mises import VonMises, rsample_centred, sample_centred, von_mises_cdf, von_mises_log_prob
-from .alternatives import RSVI, approx_inverse_gamma_grad, finite_difference_grad, rsvi_gamma
+from .alternatives import approx_inverse_gamma_grad, finite_difference_grad, rsvi_gamma
 from .problems import BetaMean, GammaLog, VonMisesCos, bessel_ratio
 from . import accuracy, examples
 
@@ -37,6 +37,6 @@ __all__ = [
     "Gamma", "gamma_icdf", "rsample_standard_gamma", "standard_gamma_grad",
     "Beta", "Dirichlet", "betainc", "beta_log_prob", "rsample_beta", "rsample_dirichlet",
     "VonMises", "von_mises_cdf", "von_mises_log_prob", "sample_centred", "rsample_centred",
-    "finite_difference_grad", "approx_inverse_gamma_grad", "rsvi_gamma", "RSVI",
+    "finite_difference_grad", "approx_inverse_gamma_grad", "rsvi_gamma",
     "GammaLog", "BetaMean", "VonMisesCos", "bessel_ratio", "accuracy", "examples",
 ]

@@ -9,7 +9,7 @@ r"""What implicit reparameterization is compared with.
   $z \approx (u\,\alpha\Gamma(\alpha))^{1/\alpha}$ for $\alpha < 1$, Wilson-Hilferty
   $z \approx \alpha(1 - \tfrac{1}{9\alpha} + \tfrac{\Phi^{-1}(u)}{3\sqrt\alpha})^3$ otherwise.
   Cheap but only as accurate as the approximation.
-* :class:`RSVI`: the rejection-sampler gradient of Naesseth, Ruiz, Linderman & Blei 2017,
+* :func:`rsvi_gamma`: the rejection-sampler gradient of Naesseth, Ruiz, Linderman & Blei 2017,
   *Reparameterization Gradients through Acceptance-Rejection Sampling Algorithms*
   (arXiv:1610.05683), for Gamma: the Marsaglia-Tsang map $z = h(\epsilon, \tilde\alpha)
   = (\tilde\alpha - \tfrac13)(1 + \epsilon/\sqrt{9\tilde\alpha - 3})^3$ is differentiated at
@@ -17,6 +17,7 @@ r"""What implicit reparameterization is compared with.
   $g_\text{cor} = f(z)\nabla \log[q(h(\epsilon, \tilde\alpha))\,\partial_\epsilon h]$;
   shape augmentation $\tilde\alpha = \alpha + B$, $z = \tilde z \prod_{i<B} u_i^{1/(\alpha + i)}$
   keeps the acceptance rate high and the correction small. Without the correction it is biased.
+  The estimator is :class:`vitools.estimators.rsvi.RSVI` (``get("rsvi")``).
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ import torch
 from torch import distributions as D
 
 from .. import checks, config
-from ..estimators import Estimator, register, score_box
 
 
 def finite_difference_grad(sampler, theta: torch.Tensor, h: float = 1e-3, seed: int = 0,
@@ -105,42 +105,3 @@ def rsvi_gamma(alpha: torch.Tensor, sample_shape=torch.Size(), boost: int = 1):
     offsets = torch.arange(boost, dtype=a.dtype, device=a.device).reshape(-1, *[1] * len(shape))
     z = z_tilde * torch.exp((torch.log(u) / (a + offsets)).sum(0))
     return z, log_pi
-
-
-@register
-class RSVI(Estimator):
-    """Rejection-sampler gradient (Naesseth et al. 2017) for problems with a Gamma ``q``.
-
-    Options: ``boost`` (shape augmentation, default 1), ``correction`` (default True; False
-    keeps only the biased pathwise part).
-    """
-
-    name = "rsvi"
-
-    def __init__(self, boost: int = 1, correction: bool = True):
-        checks.count("boost", boost, minimum=0)
-        if not isinstance(correction, bool):
-            raise ValueError(f"correction must be True or False, got {correction!r}")
-        super().__init__(boost=boost, correction=correction)
-        self.boost, self.correction = boost, correction
-        self.unbiased = correction
-
-    @property
-    def label(self) -> str:
-        return f"RSVI (B={self.boost}{'' if self.correction else ', no correction'})"
-
-    def why_not(self, problem):
-        if not getattr(problem, "cost_is_differentiable", True):
-            return "the cost is not differentiable"
-        dist = problem.distribution(problem.init_params().detach())
-        if not isinstance(dist, D.Gamma):
-            return f"RSVI is implemented for Gamma distributions, not {type(dist).__name__}"
-        return None
-
-    def surrogate(self, problem, theta, k=1):
-        dist = problem.distribution(theta)
-        z_std, log_pi = rsvi_gamma(dist.concentration, (k,), self.boost)
-        costs = problem.cost(z_std / dist.rate)                 # [k, *batch]
-        if self.correction:
-            costs = costs + costs.detach() * score_box(log_pi)
-        return costs.mean(0)

@@ -17,7 +17,7 @@ $$\mathcal L = \mathbb E_{q(h\mid x)}[\log p(x \mid h)] - \mathrm{KL}(q(h \mid x
 Training objectives (:meth:`CategoricalVAE.objective`):
 
 * ``"gumbel_softmax"``: the decoder sees the relaxed code $\tilde h = \exp(y)$, $y \sim$
-  :class:`~vitools.estimators.relaxed.ExpConcrete` $(\log q, \tau)$, and the KL term is chosen
+  :class:`~vitools.relaxations.ExpConcrete` $(\log q, \tau)$, and the KL term is chosen
   explicitly with ``kl=``:
 
   - ``"categorical"`` (Jang et al.): $\log p(x \mid \tilde h) - \mathrm{KL}(q \,\|\, p)$, the exact
@@ -32,10 +32,10 @@ Training objectives (:meth:`CategoricalVAE.objective`):
 * ``"gapped_straight_through"`` (GST; Fan et al. 2022, arXiv:2206.07235, whose main experiment is
   this categorical MNIST VAE): forward the same exact hard code, backward through
   $\mathrm{softmax}(\tilde\ell/\tau)$ at the deterministic gapped logits $\tilde\ell$ of
-  :func:`vitools.estimators.relaxed.gapped_logits` (no Gumbel noise in the backward pass; ``gap``
+  :func:`vitools.relaxations.gapped_logits` (no Gumbel noise in the backward pass; ``gap``
   $\kappa$, default 1); the value is the discrete ELBO estimate.
 * ``"igr"`` (Potapczynski et al. 2020, arXiv:1912.09588): the decoder sees the IGR point
-  :func:`vitools.estimators.relaxed.igr_simplex` (Gaussian noise of scale ``sigma``, default 1.7,
+  :func:`vitools.relaxations.igr_simplex` (Gaussian noise of scale ``sigma``, default 1.7,
   through softmax++ with $\delta = 1$, means $\ell_c - \ell_C$), beside the exact categorical KL.
   The paper learns the Gaussian's scale and uses a Gaussian KL; here the encoder's categorical
   stays the variational family, so IGR is one more relaxation of the same discrete ELBO.
@@ -62,8 +62,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import checks, config
-from ..estimators.relaxed import ExpConcrete, gapped_logits, igr_simplex
 from ..problems import enumerate_states
+from ..relaxations import ExpConcrete, gapped_logits, igr_simplex
+from ..targets import Layer, LayeredTarget
 from .vae import ACTIVATIONS, _mlp
 
 METHODS = ("gumbel_softmax", "straight_through", "gapped_straight_through", "igr")
@@ -128,6 +129,16 @@ class CategoricalVAE(nn.Module):
     def kl(self, log_q: torch.Tensor) -> torch.Tensor:
         r"""Exact $\mathrm{KL}(q \,\|\, \mathrm{Uniform})$ summed over latents, for logits ``[..., L, C]`` -> ``[...]``."""
         return (log_q.exp() * (log_q + math.log(self.num_classes))).sum((-2, -1))
+
+    # ---------------------------------------------------------------- targets
+    def on(self, x: torch.Tensor) -> "CategoricalVAETarget":
+        """The discrete ELBO on the batch ``x`` ``[N, D]`` as a target for any discrete estimator:
+        ``vt.estimators.get("rebar")(cat_vae.on(x), k)``."""
+        return CategoricalVAETarget(self, self._check_x(x))
+
+    def example_target(self) -> "CategoricalVAETarget":
+        """A target on two blank images (what ``est.applies_to(cat_vae)`` reads)."""
+        return self.on(torch.zeros(2, self.input_dim, device=self._zero.device, dtype=self._zero.dtype))
 
     # ---------------------------------------------------------------- objectives
     def discrete_elbo(self, x: torch.Tensor, k: int = 1) -> torch.Tensor:
@@ -228,3 +239,33 @@ class CategoricalVAE(nn.Module):
     def _check_x(self, x) -> torch.Tensor:
         x = checks.data_matrix("x", x, self.input_dim)
         return x.to(device=self._zero.device, dtype=self._zero.dtype)
+
+
+class CategoricalVAETarget(LayeredTarget):
+    r"""A :class:`CategoricalVAE` on a batch ``x``: one layer of ``L`` categorical variables with
+    $\mathbb{E}_q[\log p(x \mid h)] - \mathrm{KL}(q \,\|\, p)$, the KL exact (``exact_term``), so the
+    estimators estimate only the reconstruction term's gradient (Rao-Blackwellization)."""
+
+    generative = True
+    entropy_term = False
+
+    def __init__(self, model: CategoricalVAE, x: torch.Tensor):
+        self._model, self.x, self.context = model, x, x
+        self.layers = (Layer("categorical", (model.num_latents, model.num_classes)),)
+        self.batch_shape = x.shape[:1]
+
+    def model(self):
+        return self._model
+
+    def logits(self, l, below):
+        return self._model._encode(self.x)                                        # [N, L, C]
+
+    def signal(self, values, relaxed=False):
+        return self._model._decode(values[0]).log_prob(self.x)                     # [k, N]
+
+    def exact_term(self):
+        return -self._model.kl(self._model._encode(self.x))
+
+    def log_p_layers(self, hs):
+        prior = -self._model.num_latents * math.log(self._model.num_classes)
+        return [self.signal(hs) + prior]

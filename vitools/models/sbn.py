@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import checks, config
+from ..targets import Layer, LayeredTarget
 from ..problems import enumerate_states
 from .vae import _mlp
 
@@ -132,6 +133,16 @@ class SBN(nn.Module):
                                  f"got {tuple(h.shape)}")
             checks.binary(f"hs[{l}]", h)
         return list(hs)
+
+    # ------------------------------------------------------------------ targets
+    def on(self, x: torch.Tensor) -> "SBNTarget":
+        """The ELBO on the batch ``x`` ``[N, x_dim]`` (binary) as a target for any discrete
+        estimator: ``vt.estimators.get("disarm")(sbn.on(x), k)``."""
+        return SBNTarget(self, self.check_data(x))
+
+    def example_target(self) -> "SBNTarget":
+        """A target on two blank images (what ``est.applies_to(sbn)`` reads)."""
+        return self.on(torch.zeros(2, self.x_dim, device=self.prior_logits.device, dtype=self.prior_logits.dtype))
 
     # ------------------------------------------------------------------ densities
     def sample(self, x: torch.Tensor, k: int = 1):
@@ -232,6 +243,30 @@ class SBN(nn.Module):
         log_w = (log_p - log_q)[tuples]                                                    # [T, k, N]
         bound = torch.logsumexp(log_w, 1) - math.log(k)                                     # [T, N]
         return (log_q[tuples].sum(1).exp() * bound).sum(0)
+
+
+class SBNTarget(LayeredTarget):
+    r"""An :class:`SBN` on a batch ``x``: Bernoulli layers $q(h_l \mid h_{l-1})$ with the signal
+    $\log p(x, h) - \log q(h \mid x)$ (the ELBO)."""
+
+    generative = True
+
+    def __init__(self, model: SBN, x: torch.Tensor):
+        self._model, self.x, self.context = model, x, x
+        self.layers = tuple(Layer("bernoulli", (d,)) for d in model.latent)
+        self.batch_shape = x.shape[:1]
+
+    def model(self):
+        return self._model
+
+    def logits(self, l, below):
+        return self._model.encoders[l](self.x if l == 0 else below)
+
+    def signal(self, values, relaxed=False):
+        return sum(self._model.log_p_layers(self.x, values))
+
+    def log_p_layers(self, hs):
+        return self._model.log_p_layers(self.x, hs)
 
 
 # ---------------------------------------------------------------------- evaluation

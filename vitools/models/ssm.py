@@ -37,6 +37,7 @@ from torch.distributions import MultivariateNormal
 
 from .. import checks, config
 from ..smc import check_sequences
+from ..targets import SequenceTarget
 
 
 def _matrix(name: str, value, rows: int | None, cols: int | None, dtype, device) -> torch.Tensor:
@@ -255,6 +256,16 @@ class ProposalModel:
         self.ssm, self.source = ssm, proposal
         self.chol = {name: torch.linalg.cholesky(getattr(ssm, name)) for name in ("Q", "R", "Q0")}
         self.inv = {name: torch.linalg.inv(L) for name, L in self.chol.items()}
+
+    def on(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> SequenceTarget:
+        """Sequences ``x`` ``[B, T, dx]`` as a target for the particle-filter bounds."""
+        x, mask = check_sequences(x, mask)
+        return SequenceTarget(self, x, mask)
+
+    def example_target(self) -> SequenceTarget:
+        """A target on one zero sequence as long as the proposal."""
+        return self.on(torch.zeros(1, self.source.F.shape[1] if hasattr(self.source, "F") else 1, self.ssm.C.shape[0],
+                                   dtype=self.ssm.C.dtype, device=self.ssm.C.device))
 
     def initial_state(self, x, num_particles):
         self.q = self.source.proposal() if isinstance(self.source, LearnableProposal) else self.source

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import checks, config
+from ..targets import ReparamTarget
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus}
 MAX_PAIRS = 2**15       # (sample, example) pairs per decoder pass in iwae_bound
@@ -96,6 +97,15 @@ class GaussianVAE(nn.Module):
         checks.shape("z", z, (self.latent_dim,), "latent_dim")
         checks.finite("z", z.detach())
         return self._decode(z)
+
+    def on(self, x: torch.Tensor) -> "VAETarget":
+        """The bound on the batch ``x`` ``[N, D]`` as a target for reparameterized estimators:
+        ``vt.estimators.get("dreg")(vae.on(x), k)``."""
+        return VAETarget(self, self._check_x(x))
+
+    def example_target(self) -> "VAETarget":
+        """A target on two blank images (what ``est.applies_to(vae)`` reads)."""
+        return self.on(torch.zeros(2, self.input_dim, device=self._zero.device, dtype=self._zero.dtype))
 
     def _encode(self, x):
         mu, raw = self.encoder(x).chunk(2, dim=-1)                     # [N, d] each
@@ -180,6 +190,16 @@ class GaussianVAE(nn.Module):
 # Ground truth for tiny models (latent_dim <= 2) by numerical integration
 # ------------------------------------------------------------------------------------------
 @dataclasses.dataclass
+class VAETarget(ReparamTarget):
+    """A :class:`GaussianVAE` on a checked batch ``x``: $q(z \mid x)$ and $\log p(x, z)$."""
+
+    def q(self):
+        return self._model._encode(self.x)
+
+    def log_joint(self, z):
+        return self._model._decode(z).log_prob(self.x) + self._model.prior().log_prob(z)
+
+
 class ExactBounds:
     """Quadrature results for data ``x`` ``[N, D]``.
 

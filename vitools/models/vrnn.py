@@ -30,6 +30,8 @@ import torch
 from torch import nn
 
 from .. import checks, config
+from ..smc import check_sequences
+from ..targets import SequenceTarget
 from .sbn import bernoulli_log_prob
 from .vae import _mlp
 
@@ -66,6 +68,17 @@ class VRNN(nn.Module):
 
     def _check_x(self, x):
         checks.shape("x", x, (None, None, self.data_dim), "[B, T, data_dim]")
+
+    def on(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> SequenceTarget:
+        """Padded sequences ``x`` ``[B, T, data_dim]`` (``mask`` ``[B, T]``, default all valid) as a
+        target for the particle-filter bounds: ``vt.estimators.get("fivo")(vrnn.on(x, mask), k)``."""
+        x, mask = check_sequences(x, mask)
+        self._check_x(x)
+        return SequenceTarget(self, x, mask)
+
+    def example_target(self) -> SequenceTarget:
+        """A target on one blank two-step sequence (what ``est.applies_to(vrnn)`` reads)."""
+        return self.on(torch.zeros(1, 2, self.data_dim, device=next(self.parameters()).device))
 
     @staticmethod
     def _gaussian(params):

@@ -122,3 +122,87 @@ def test_beta_bad_input():
         vt.implicit.Dirichlet(torch.tensor([1.0, -1.0]))
     with pytest.raises(ValueError, match="method must be one of"):
         vt.implicit.BetaMean(method="x")
+
+
+# --- composition with torch.distributions, small concentrations in float32 and at 1e-3 ---
+
+from torch.distributions import Independent  # noqa: E402
+
+
+@pytest.mark.parametrize("make", [
+    lambda: vt.implicit.Gamma(torch.ones(3), torch.full((3,), 2.0)),
+    lambda: vt.implicit.Beta(torch.ones(3), torch.full((3,), 2.0)),
+    lambda: vt.implicit.Beta(torch.ones(3), torch.full((3,), 2.0), method="cdf"),
+    lambda: vt.implicit.Dirichlet(torch.ones(3, 4)),
+    lambda: vt.implicit.VonMises(torch.zeros(3), torch.full((3,), 2.0)),
+])
+def test_expand_and_independent_keep_the_class_and_its_gradient(make):
+    d = make()
+    e = d.expand((2, 3))
+    assert type(e) is type(d) and e.batch_shape == (2, 3) and e.event_shape == d.event_shape
+    assert getattr(e, "method", None) == getattr(d, "method", None)
+    assert e.rsample((5,)).shape == (5, 2, 3, *d.event_shape)
+    ind = Independent(d, 1).expand((2,))
+    assert type(ind.base_dist) is type(d) and ind.batch_shape == (2,) and ind.event_shape == (3, *d.event_shape)
+    assert ind.rsample((4,)).shape == (4, 2, 3, *d.event_shape)
+    params = [p.requires_grad_(True) for p in (torch.ones(3), torch.full((3,), 2.0))]
+    with vt.config.seeded(0):
+        x = type(d)(*params[: 1 if isinstance(d, vt.implicit.Dirichlet) else 2]).expand((2, 3)).rsample()
+    assert torch.autograd.grad(x.sum(), params[0])[0].abs().sum() > 0       # the gradient flows through expand
+
+
+def test_float32_small_concentrations_have_no_false_atoms():
+    with vt.config.seeded(0):
+        x = vt.implicit.Beta(torch.tensor(0.01), torch.tensor(0.01)).rsample((50_000,))
+        rows = vt.implicit.Dirichlet(torch.full((3,), 0.01)).rsample((50_000,))
+    assert x.dtype == torch.float32 and (x == 0.5).sum() == 0              # float32 Gammas used to give 17.8%
+    assert (rows == 1 / 3).all(-1).sum() == 0 and torch.allclose(rows.sum(-1), torch.ones(50_000))
+    # the mass below 1e-10 is the exact CDF's (a z-test on the count)
+    p = beta.betainc(torch.tensor(1e-10, dtype=F64), torch.tensor(0.01, dtype=F64), torch.tensor(0.01, dtype=F64))
+    z = ((x < 1e-10).double().mean() - p) / torch.sqrt(p * (1 - p) / x.numel())
+    assert abs(z) < 4
+
+
+@pytest.mark.parametrize("method", ["gamma", "cdf"])
+def test_float32_gradient_at_the_clamp_is_the_float64_one(method):
+    grads = {}
+    for dtype in (torch.float32, torch.float64):
+        a = torch.full((20_000,), 1.0, dtype=dtype, requires_grad=True)
+        b = torch.full((20_000,), 0.0625, dtype=dtype)              # exact in float32: same draws
+        with vt.config.seeded(3):                                   # the same float64 draws for both
+            x = vt.implicit.Beta(a, b, method=method).rsample()
+        grads[dtype] = (x.detach(), torch.autograd.grad(x.sum(), a)[0])
+    x32, g32 = grads[torch.float32]
+    g64 = grads[torch.float64][1]
+    top = x32 == 1 - torch.finfo(torch.float32).eps / 2
+    representable = g64.abs() > 1e-30
+    assert (top & representable).sum() > 1000                       # many samples sit on the clamp
+    assert torch.isfinite(g32).all() and (g32[top & representable] != 0).all()
+    keep = top & representable
+    assert torch.allclose(g32[keep].double(), g64[keep], rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("method", ["gamma", "cdf"])
+def test_beta_at_1e_3_is_unbiased_in_float32_and_float64(method):
+    # torch's float32 Beta gives inf gradients here (pytorch issue 127387); ours stay finite and unbiased
+    for dtype in (torch.float32, torch.float64):
+        a = torch.full((100_000,), 1e-3, dtype=dtype, requires_grad=True)
+        b = torch.full((100_000,), 1.0, dtype=dtype, requires_grad=True)
+        with vt.config.seeded(1):
+            x = vt.implicit.Beta(a, b, method=method).rsample()
+        for g, exact in zip(torch.autograd.grad(x.sum(), [a, b]), (1.0 / 1.001**2, -1e-3 / 1.001**2)):
+            assert torch.isfinite(g).all()
+            assert abs((g.double().mean() - exact) / (g.double().std() / 100_000**0.5)) < 4
+
+
+def test_dirichlet_at_1e_3_has_finite_rows_and_unbiased_gradient():
+    # float64 Gammas underflow to 0 for about half the draws at 1e-3 (pytorch issue 76030)
+    n = 100_000
+    conc = torch.full((n, 3), 1e-3, dtype=F64, requires_grad=True)
+    with vt.config.seeded(2):
+        x = vt.implicit.Dirichlet(conc).rsample()
+    assert torch.isfinite(x).all() and torch.allclose(x.sum(-1), torch.ones(n, dtype=F64))
+    (g,) = torch.autograd.grad(x[:, 0].sum(), conc)                          # [n, 3] per-sample
+    exact = torch.tensor([2e-3, -1e-3, -1e-3], dtype=F64) / 3e-3**2          # d E[x_0] / d conc
+    z = (g.mean(0) - exact) / (g.std(0) / math.sqrt(n))
+    assert torch.isfinite(g).all() and z.abs().max() < 4

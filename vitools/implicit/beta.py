@@ -20,7 +20,7 @@ from torch import distributions as D
 
 from .. import checks
 from .core import from_cdf, implicit_sample
-from .gamma import rsample_standard_gamma
+from .gamma import rsample_log_standard_gamma
 
 METHODS = ("gamma", "cdf")
 MAX_ITERATIONS = 10_000
@@ -93,32 +93,59 @@ def _beta_cdf_grad(x, a, b):
 _cdf_grad = from_cdf(betainc, beta_log_prob)
 
 
+def _clamp_through(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """``x`` clamped to [lo, hi] in value, with the unclamped sample's gradient (straight through:
+    a sample rounded onto the edge of the float format keeps the gradient of where it really is)."""
+    return x + (x.detach().clamp(lo, hi) - x.detach())
+
+
 def rsample_dirichlet(concentration: torch.Tensor, sample_shape=torch.Size()) -> torch.Tensor:
-    """Dirichlet samples ``[*sample_shape, *concentration.shape]`` through Gamma implicit gradients."""
-    g = rsample_standard_gamma(concentration, sample_shape)        # [*sample, *batch, K]
-    return g / g.sum(-1, keepdim=True)
+    """Dirichlet samples ``[*sample_shape, *concentration.shape]`` through Gamma implicit gradients.
+
+    The Gammas are drawn and normalised in log space in float64 (``softmax`` of
+    :func:`~vitools.implicit.gamma.rsample_log_standard_gamma`), whatever the dtype: no draw
+    underflows, so no row collapses onto 1/K (float32 Gammas below the smallest normal number)
+    or 0/0 (float64 Gammas at concentrations near 1e-3; torch issue 76030). Returned in the
+    concentration's dtype, clamped into (0, 1] with the gradient passed straight through.
+    """
+    checks.positive("concentration", concentration)
+    x = torch.softmax(rsample_log_standard_gamma(concentration, sample_shape), -1).to(concentration.dtype)
+    return _clamp_through(x, torch.finfo(x.dtype).tiny, 1.0)
 
 
 def rsample_beta(a: torch.Tensor, b: torch.Tensor, sample_shape=torch.Size(), method: str = "gamma"):
-    """Beta(a, b) samples ``[*sample_shape, *batch]``; ``method`` is ``"gamma"`` or ``"cdf"``."""
+    """Beta(a, b) samples ``[*sample_shape, *batch]``; ``method`` is ``"gamma"`` or ``"cdf"``.
+
+    Both draw in float64 (log-space Gammas, :func:`rsample_dirichlet`) and differentiate there;
+    the sample is then cast to the parameters' dtype and clamped to ``[tiny, 1 - eps/2]`` with
+    the float64 gradient passed straight through (no zero gradient at the clamp).
+    """
     checks.choice("method", method, METHODS)
     checks.positive("a", a)
     checks.positive("b", b)
-    a, b = torch.broadcast_tensors(a, b)
+    a, b = torch.broadcast_tensors(torch.as_tensor(a), torch.as_tensor(b))
+    dtype = a.dtype
     if method == "gamma":
-        return rsample_dirichlet(torch.stack([a, b], -1), sample_shape)[..., 0]
-    shape = torch.Size(sample_shape) + a.shape
-    a, b = a.expand(shape), b.expand(shape)
-    with torch.no_grad():
-        x = D.Beta(a.detach(), b.detach()).sample()
-    return implicit_sample(x, _beta_cdf_grad, a, b)
+        log_g = rsample_log_standard_gamma(torch.stack([a, b], -1), sample_shape)
+        x = torch.sigmoid(log_g[..., 0] - log_g[..., 1])
+    else:
+        shape = torch.Size(sample_shape) + a.shape
+        a64, b64 = a.double().expand(shape), b.double().expand(shape)
+        with torch.no_grad():
+            log_g = rsample_log_standard_gamma(torch.stack([a64, b64], -1).detach())
+            x0 = torch.sigmoid(log_g[..., 0] - log_g[..., 1])
+        x = implicit_sample(x0, _beta_cdf_grad, a64, b64)
+    eps = torch.finfo(dtype).eps
+    return _clamp_through(x.to(dtype), torch.finfo(dtype).tiny, 1 - eps / 2)
 
 
 class Beta(D.Beta):
     r"""``torch.distributions.Beta`` whose ``rsample`` uses vitools' implicit gradients.
 
     ``method="gamma"`` (default) samples through two Gammas; ``method="cdf"`` differentiates
-    the Beta CDF directly.
+    the Beta CDF directly. The two couple the sample to $(a, b)$ differently, so their
+    per-sample gradients differ (and differ from torch's own coupling) while the expected
+    gradients agree: tests that pin torch's per-sample values do not apply.
 
     Example::
 
@@ -133,10 +160,13 @@ class Beta(D.Beta):
         self.method = checks.choice("method", method, METHODS)
         super().__init__(concentration1, concentration0, validate_args=validate_args)
 
+    def expand(self, batch_shape, _instance=None):
+        new = super().expand(batch_shape, _instance=_instance or self.__new__(type(self)))
+        new.method = self.method
+        return new
+
     def rsample(self, sample_shape=torch.Size()):
-        x = rsample_beta(self.concentration1, self.concentration0, sample_shape, self.method)
-        eps = torch.finfo(x.dtype).eps
-        return x.clamp(torch.finfo(x.dtype).tiny, 1 - eps / 2)
+        return rsample_beta(self.concentration1, self.concentration0, sample_shape, self.method)
 
     def cdf(self, value):
         return betainc(value, self.concentration1, self.concentration0)
@@ -149,6 +179,8 @@ class Dirichlet(D.Dirichlet):
         checks.positive("concentration", concentration)
         super().__init__(concentration, validate_args=validate_args)
 
+    def expand(self, batch_shape, _instance=None):
+        return super().expand(batch_shape, _instance=_instance or self.__new__(type(self)))
+
     def rsample(self, sample_shape=torch.Size()):
-        x = rsample_dirichlet(self.concentration, sample_shape)
-        return x.clamp_min(torch.finfo(x.dtype).tiny)
+        return rsample_dirichlet(self.concentration, sample_shape)

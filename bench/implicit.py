@@ -52,6 +52,23 @@ def von_mises_accuracy(kappas, n):
     return acc.markdown_table(rows, ["kappa", "float64 mean", "float64 max", "float32 mean", "float32 max"])
 
 
+def von_mises_tails(kappas, levels):
+    """Max relative error of dtheta/dkappa (float64) at angles at the given CDF levels, both tails."""
+    rows = []
+    for k in kappas:
+        kk = torch.tensor(k, dtype=torch.float64)
+        row = {"kappa": f"{k:g}"}
+        for u in levels:
+            uu = torch.tensor([u, 1 - u], dtype=torch.float64)
+            theta = vt.implicit.invert_cdf(lambda t: vt.implicit.von_mises_cdf(t, kk), uu, -3.141592653589793,
+                                           3.141592653589793, iterations=80)
+            ref = acc.von_mises_reference_grad(theta, kk.expand(2))
+            ours = vt.implicit.von_mises.von_mises_sample_grad(theta, kk.expand(2))
+            row[f"{u:g} / 1-{u:g}"] = f"{((ours - ref) / ref).abs().max().item():.1e}"
+        rows.append(row)
+    return acc.markdown_table(rows, ["kappa", *[f"{u:g} / 1-{u:g}" for u in levels]])
+
+
 def _end_to_end(make, params):
     def run():
         leaves = [p.clone().requires_grad_(True) for p in params]
@@ -125,13 +142,17 @@ def estimator_variance(n):
 def speed_by_shape(shapes, n, device):
     rows = []
     for a in shapes:
-        alpha = torch.full((n,), a, dtype=torch.float64, device=device)
-        z = torch._standard_gamma(alpha)
-        ours = acc.seconds_per_million(lambda: vt.implicit.standard_gamma_grad(z, alpha), n)
-        builtin = acc.seconds_per_million(lambda: torch._standard_gamma_grad(alpha, z), n)
-        rows.append({"alpha": f"{a:g}", "vitools s/1e6": ours, "torch s/1e6": builtin, "ratio": ours / builtin})
-    return acc.markdown_table(rows, ["alpha", "vitools s/1e6", "torch s/1e6", "ratio"],
-                              {"vitools s/1e6": ".3f", "torch s/1e6": ".4f", "ratio": ".0f"})
+        row = {"alpha": f"{a:g}"}
+        for dtype in (torch.float64, torch.float32):
+            alpha = torch.full((n,), a, dtype=dtype, device=device)
+            z = torch._standard_gamma(alpha)
+            ours = acc.seconds_per_million(lambda: vt.implicit.standard_gamma_grad(z, alpha), n)
+            builtin = acc.seconds_per_million(lambda: torch._standard_gamma_grad(alpha, z), n)
+            name = str(dtype)[6:]
+            row.update({f"vitools {name}": ours, f"torch {name}": builtin, f"ratio {name}": ours / builtin})
+        rows.append(row)
+    cols = [f"{w} {d}" for d in ("float64", "float32") for w in ("vitools", "torch", "ratio")]
+    return acc.markdown_table(rows, ["alpha", *cols], {c: ".1f" if c.startswith("ratio") else ".3f" for c in cols})
 
 
 def main(argv=None):
@@ -174,6 +195,10 @@ def main(argv=None):
         "",
         von_mises_accuracy(shapes, max(2, n_acc // 2)),
         "",
+        "### von Mises dtheta/dkappa in the tails: max relative error (float64) at CDF levels u and 1 - u",
+        "",
+        von_mises_tails([1e-4, 1.0, 10.49, 10.51, 11.0, 100.0, 1e4], [1e-3, 1e-4, 1e-6, 1e-8]),
+        "",
         f"## Speed: seconds per million sample-gradients ({n_speed} samples, shapes / concentrations "
         "log-uniform in [1e-2, 1e3], best of 3; float32 unless marked)",
         "",
@@ -182,7 +207,7 @@ def main(argv=None):
               "ratio = this row / torch. The six `Gamma dz/dalpha` rows time the sample-gradient alone at "
               "given samples against torch's built-in `_standard_gamma_grad` (finite differences on 1/20 of "
               "the samples); the others time sampling plus backward against the torch distribution.", "",
-              f"### Gamma dz/dalpha time by shape (float64, {n_speed // 4} samples each)", "",
+              f"### Gamma dz/dalpha time by shape (s/1e6, {n_speed // 4} samples each)", "",
               speed_by_shape([0.1, 1.0, 10.0, 100.0, 1000.0], n_speed // 4, device), "",
               f"## Gradient estimators for d/dalpha E[log x], x ~ Gamma(alpha, 1) ({n_speed // 2} estimates, k=1)",
               "", estimator_variance(n_speed // 2), ""]

@@ -22,7 +22,6 @@ import math
 import torch
 
 from . import checks, config
-from .problems import _GaussianProblem
 from .targets import ProblemTarget, Target
 
 MAX_DRAWS_PER_CHUNK = 2**21
@@ -111,11 +110,16 @@ def _model_grad_samples(estimator, target, n, k, seed, force, chunk: int = 4096)
         reason = estimator.why_not(target)
         if reason is not None:
             raise ValueError(f"estimator {estimator.label!r} does not apply to {target.describe()}: {reason}")
-    estimator(target, k, check=False)                           # builds its state for this target
+    was_training = estimator.training
+    estimator.eval()                                            # frozen: no running statistic moves
+    try:
+        with torch.no_grad():
+            estimator(target, k, check=False)                   # builds its state for this target
+    except BaseException:
+        estimator.train(was_training)
+        raise
     bundle = _Bundle(model, estimator)
     params = {name: p.detach() for name, p in bundle.named_parameters()}
-    was_training = estimator.training
-    estimator.eval()
 
     def one(p, _replica):
         return torch.func.functional_call(bundle, p, (target, k))
@@ -295,113 +299,12 @@ def compare(estimators, problem, theta, n: int = 10_000, k: int = 1, seed: int |
     return results
 
 
-# --------------------------------------------------------------------------------------
-# Exact variances by numerical integration (Gaussian problems)
-# --------------------------------------------------------------------------------------
-def _grid(lo: float, hi: float, points: int):
-    x = torch.linspace(lo, hi, points, dtype=torch.float64)
-    w = torch.full_like(x, (hi - lo) / (points - 1))
-    w[0] = w[-1] = w[0] / 2
-    return x, w
-
-
-def _moments(values: torch.Tensor, weights: torch.Tensor):
-    """Mean and second moment of per-node gradient values ``[nodes, P]`` under ``weights``."""
-    mean = (weights[:, None] * values).sum(0)
-    second = (weights[:, None] * values**2).sum(0)
-    return mean, second
-
-
 def exact_variance(estimator, problem, theta: torch.Tensor, k: int = 1, points: int = 20_001) -> torch.Tensor | None:
-    r"""The variance of ``estimator``'s gradient with ``k`` samples, by quadrature; ``None``
-    where no integral is implemented.
-
-    Implemented for scalar Gaussian problems (``theta = [mu, sigma]``): the score function
-    (without baseline, with a constant baseline, and with the delta-method control variate
-    at its optimal coefficient), pathwise, and coupled measure-valued estimators. Stateful
-    or sample-dependent baselines (moving average, leave-one-out) have no fixed integral. Estimates that average
-    ``k`` independent terms have variance (one-sample variance) / ``k``.
-    """
+    r"""The variance of ``estimator``'s gradient with ``k`` samples by numerical integration, or
+    ``None`` where the estimator has no integral for ``problem`` (see
+    :meth:`~vitools.estimators.base.Estimator.exact_variance`; implemented for scalar Gaussian
+    problems by the score function, pathwise and measure-valued estimators, reproducing the
+    variance curves of Mohamed et al. 2020, arXiv:1906.10652, Figures 2 and 3)."""
     k = checks.count("k", k)
-    if not isinstance(problem, _GaussianProblem):
-        return None
-    problem.distribution(checks.finite("theta", theta.detach()))      # validates shape and sigma > 0
-    name = getattr(estimator, "name", "")
-    baseline = getattr(estimator, "baseline", "none")
-    cv = getattr(estimator, "control_variate", None)
-    if name == "score_function" and baseline in ("leave_one_out", "moving_average"):
-        return None
-    mu, sigma = (float(v) for v in theta.detach().cpu().double())
-    f = problem.cost
-
-    if name == "measure_valued":
-        var = _measure_valued_variance(f, mu, sigma, points)
-    else:
-        eps, w = _grid(-12.0, 12.0, points)
-        w = w * torch.exp(-0.5 * eps**2) / math.sqrt(2 * math.pi)
-        x = (mu + sigma * eps).requires_grad_(name == "pathwise")
-        if name == "pathwise":
-            fx = f(x)
-            (dfdx,) = torch.autograd.grad(fx.sum(), x)
-            values = torch.stack([dfdx, dfdx * eps], -1)
-        elif name == "score_function":
-            fx = f(x).detach()
-            scores = torch.stack([eps / sigma, (eps**2 - 1) / sigma], -1)
-            if isinstance(baseline, float):
-                fx = fx - baseline
-            values = fx[:, None] * scores
-            if cv == "delta":
-                return (_delta_variance(problem, values, scores, eps, w, mu, sigma) / k).to(theta.dtype)
-        else:
-            return None
-        mean, second = _moments(values.detach(), w)
-        var = second - mean**2
-    return (var / k).to(theta.dtype)
-
-
-def _measure_valued_variance(f, mu, sigma, points):
-    # mean: c (f(mu + sigma W) - f(mu - sigma W)), W Rayleigh (Weibull(sqrt 2, 2)).
-    w_nodes, w_weights = _grid(0.0, 14.0, points)
-    w_weights = w_weights * w_nodes * torch.exp(-0.5 * w_nodes**2)
-    g_mu = (f(mu + sigma * w_nodes) - f(mu - sigma * w_nodes)) / (sigma * math.sqrt(2 * math.pi))
-    m_mu, s_mu = _moments(g_mu[:, None], w_weights)
-    # scale: (f(mu + sigma M) - f(mu + sigma M U)) / sigma, M double-sided Maxwell, U uniform.
-    m_nodes, m_weights = _grid(0.0, 14.0, max(2001, points // 10))
-    m_weights = m_weights * math.sqrt(2 / math.pi) * m_nodes**2 * torch.exp(-0.5 * m_nodes**2)
-    u_nodes, u_weights = (torch.as_tensor(a, dtype=torch.float64) for a in _legendre(64))
-    first, second = 0.0, 0.0
-    for sign in (1.0, -1.0):
-        m = sign * m_nodes[:, None]
-        g = (f(mu + sigma * m) - f(mu + sigma * m * u_nodes[None, :])) / sigma
-        weights = 0.5 * m_weights[:, None] * u_weights[None, :]
-        first = first + (weights * g).sum()
-        second = second + (weights * g**2).sum()
-    var_mu = s_mu - m_mu**2
-    return torch.stack([var_mu[0], second - first**2])
-
-
-def _legendre(n):
-    import numpy as np
-
-    x, w = np.polynomial.legendre.leggauss(n)
-    return (x + 1) / 2, w / 2
-
-
-def _delta_variance(problem, values, scores, eps, w, mu, sigma):
-    """Variance of a - beta* c at the optimal coefficient beta* = Cov(a, c) / Var(c)."""
-    mu0 = torch.tensor(mu, dtype=torch.float64, requires_grad=True)
-    f0 = problem.cost(mu0)
-    (f1,) = torch.autograd.grad(f0, mu0, create_graph=True)
-    f2 = torch.autograd.grad(f1, mu0)[0] if f1.requires_grad else torch.zeros(())
-    x = mu + sigma * eps
-    taylor = f0.detach() + f1.detach() * (x - mu) + 0.5 * f2 * (x - mu) ** 2
-    grad_expected_h = torch.stack([f1.detach(), f2 * sigma])    # d/dmu, d/dsigma of E[h] at mu0 = mu
-    control = taylor[:, None] * scores - grad_expected_h
-    mean_a, second_a = _moments(values, w)
-    mean_c, second_c = _moments(control, w)
-    cov = (w[:, None] * values * control).sum(0) - mean_a * mean_c
-    var_c = second_c - mean_c**2
-    var_a = second_a - mean_a**2
-    reduction = torch.where(var_c > 1e-300, cov**2 / var_c.clamp_min(1e-300), torch.zeros_like(cov))
-    return (var_a - reduction).detach()
-
+    checks.count("points", points, minimum=3)
+    return estimator.exact_variance(problem, checks.finite("theta", theta.detach()), k, points)

@@ -117,7 +117,7 @@ def fit(loss_fn, params_or_module, data=None, steps: int = 1000, batch_size: int
         lr: float = 1e-3, optimizer: str | torch.optim.Optimizer = "adam", eval_fn: Callable | None = None,
         eval_every: int | None = None, seed: int | None = 0, progress: bool = True, device=None,
         log_every: int = 25, desc: str | None = None, k: int = 1, control_lr: float | None = None,
-        theta: torch.Tensor | None = None) -> History:
+        theta: torch.Tensor | None = None, control_batch: int | None = None) -> History:
     """Minimise ``loss_fn`` by stochastic gradient steps; return a :class:`History`.
 
     ``loss_fn`` is a callable, or an estimator: then ``params_or_module`` is the model (or the
@@ -125,7 +125,9 @@ def fit(loss_fn, params_or_module, data=None, steps: int = 1000, batch_size: int
     surrogate of ``est(model.on(batch), k)`` per example (per time step for sequences; a toy's
     cost as it is), and the estimator's own parameters descend the ``control_loss`` with Adam at
     ``control_lr`` (default: the estimator's ``lr`` option, else ``lr``); ``history.evals`` gets
-    no extra entries, ``history.control_loss`` the control loss per step.
+    no extra entries, ``history.control_loss`` the control loss per step. For a toy problem,
+    ``control_batch`` takes the control loss from a separate estimate on that many replicas of
+    ``theta`` (as the REBAR and RELAX toy experiments do) instead of the step's own estimate.
 
     ``data``: a tensor ``[N, ...]`` (or a tuple of tensors sharing ``N``, passed on as a
     tuple), moved once to ``device`` (default :func:`vitools.config.device`) and served in
@@ -143,7 +145,7 @@ def fit(loss_fn, params_or_module, data=None, steps: int = 1000, batch_size: int
     if isinstance(loss_fn, Estimator):
         loss_fn, params_or_module, controls = _estimator_loss(loss_fn, params_or_module, data, k, theta,
                                                               lr if control_lr is None else control_lr,
-                                                              control_lr is not None)
+                                                              control_lr is not None, control_batch)
         desc = desc or controls.estimator.label
     else:
         controls = None
@@ -208,9 +210,9 @@ def fit(loss_fn, params_or_module, data=None, steps: int = 1000, batch_size: int
                 raise ValueError(f"loss_fn must return a scalar tensor that depends on the parameters, got {got}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-            if controls is not None:
+            if controls is not None:          # before opt.step(): the control loss's graph holds the parameters
                 history.control_loss.append(controls.step())
+            opt.step()
             history.steps.append(step)
             history.seconds.append(time.perf_counter() - start)
             pending.append(loss.detach().reshape(()))
@@ -220,6 +222,19 @@ def fit(loss_fn, params_or_module, data=None, steps: int = 1000, batch_size: int
                 evaluate(step)
         bar.close()
     return history
+
+
+def batches(model, x: torch.Tensor, batch_size: int = 100):
+    """A callable giving ``model.on(minibatch)`` with ``min(batch_size, N)`` random rows of ``x``
+    per call: what :meth:`~vitools.estimators.base.Estimator.warm_up` takes to fit baselines and
+    control variates on a data set with the model held fixed."""
+    batch_size = checks.count("batch_size", batch_size)
+    model.on(x[:1])                                     # validates x once, with a clear error
+
+    def target():
+        index = torch.randint(x.shape[0], (min(batch_size, x.shape[0]),), device=x.device)
+        return model.on(x[index])
+    return target
 
 
 class _Controls:
@@ -245,7 +260,7 @@ class _Controls:
         return float(out.control_loss.detach())
 
 
-def _estimator_loss(estimator, model_or_problem, data, k, theta, lr, explicit_lr):
+def _estimator_loss(estimator, model_or_problem, data, k, theta, lr, explicit_lr, control_batch=None):
     """``(loss_fn, parameters, controls)`` for :func:`fit` with an estimator."""
     from .targets import ProblemTarget
 
@@ -256,6 +271,8 @@ def _estimator_loss(estimator, model_or_problem, data, k, theta, lr, explicit_lr
     if hasattr(model_or_problem, "on"):
         if data is None:
             raise ValueError(f"data must hold the training batches for {type(model_or_problem).__name__}, got None")
+        if control_batch is not None:
+            raise ValueError(f"control_batch applies to toy problems only, got {control_batch!r}")
         model = model_or_problem
 
         def loss(batch):
@@ -269,10 +286,14 @@ def _estimator_loss(estimator, model_or_problem, data, k, theta, lr, explicit_lr
         if data is not None:
             raise ValueError(f"data must be None for a toy problem, got {type(data).__name__}")
         theta = model_or_problem.init_params() if theta is None else theta
+        replicas = None if control_batch is None else checks.count("control_batch", control_batch, minimum=2)
 
         def loss():
             out = estimator(ProblemTarget(model_or_problem, theta), k)
             controls.pending = out
+            if replicas is not None and out.control_loss is not None:
+                replicated = theta.detach().expand(replicas, *theta.shape)
+                controls.pending = estimator(ProblemTarget(model_or_problem, replicated), k)
             return out.surrogate.sum()
         return loss, [theta], controls
     raise ValueError(f"params_or_module must be a model with on(x) or a toy problem when training an "
@@ -280,10 +301,11 @@ def _estimator_loss(estimator, model_or_problem, data, k, theta, lr, explicit_lr
 
 
 def fit_toy(estimator, problem, steps: int = 300, lr: float = 0.05, k: int = 1, record_every: int = 10,
-            variance_n: int = 200, seed: int = 0) -> dict:
+            variance_n: int = 200, control_batch: int = 16, seed: int = 0) -> dict:
     r"""Minimise $\mathbb{E}_{q_\theta}[f]$ over $\theta$ with :func:`fit` (Adam), as in the REBAR/RELAX
-    toy figures: one ``k``-sample estimate per step, the estimator's control variates trained on
-    the same estimate's control loss. Every ``record_every`` steps the variance of the estimate at
+    toy figures: one ``k``-sample estimate per step for $\theta$; the estimator's control variates
+    take one step per step on the control loss of ``control_batch`` estimates at the same $\theta$.
+    Every ``record_every`` steps the variance of the estimate at
     the current $\theta$ is measured from ``variance_n`` fresh estimates (estimator frozen).
     Returns ``{"steps", "theta" [S, P], "log10_variance" [S], "exact_value" [S]}``."""
     checks.count("record_every", record_every)
@@ -306,7 +328,7 @@ def fit_toy(estimator, problem, steps: int = 300, lr: float = 0.05, k: int = 1, 
         return {"log10_variance": record["log10_variance"][-1]}
 
     history = fit(estimator, problem, steps=steps, lr=lr, k=k, theta=theta, eval_fn=measure,
-                  eval_every=record_every, seed=seed, progress=False)
+                  eval_every=record_every, seed=seed, progress=False, control_batch=control_batch)
     keep = [i for i, step in enumerate(history.eval_steps) if step % record_every == 0 and step < steps]
     return {"steps": torch.tensor([history.eval_steps[i] for i in keep]),
             "theta": torch.stack([record["theta"][i] for i in keep]),

@@ -246,6 +246,9 @@ class Estimator(nn.Module):
         history = []
         first = next_target()
         self(first, k)                                     # builds the state for this target
+        if len(self.states) == 0:                          # nothing learned, nothing to settle
+            self.train(was_training)
+            return history
         params = [p for p in self.state_parameters(first) if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=lr) if params else None
         for step in range(steps):
@@ -258,6 +261,11 @@ class Estimator(nn.Module):
                 history.append(float(out.control_loss.detach()))
         self.train(was_training)
         return history
+
+    def exact_variance(self, problem, theta: torch.Tensor, k: int, points: int) -> torch.Tensor | None:
+        """The variance of the ``k``-sample gradient at ``theta`` by numerical integration, ``[P]``, or
+        ``None`` where this estimator has no integral for ``problem`` (see :mod:`.quadrature`)."""
+        return None
 
     def state_parameters(self, target: Target) -> list[nn.Parameter]:
         """The trainable parameters of the state built for ``target`` (empty when none)."""

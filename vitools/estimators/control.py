@@ -73,7 +73,6 @@ class RelaxFamily(Estimator):
     use_network = True
     use_relaxed_cost = True
     conditional = True
-    warm_up_steps = 100
     OPTIONS = {
         "temperature": Option(0.5, "initial relaxation temperature lambda (learned)", minimum=0.0),
         "eta": Option(1.0, "initial scale of the relaxed-cost control (learned)"),
@@ -87,6 +86,10 @@ class RelaxFamily(Estimator):
     @property
     def label(self) -> str:
         return self.name.upper()
+
+    @property
+    def warm_up_steps(self) -> int:
+        return self.options["train_steps"]
 
     def _why_not(self, target):
         reason = L.why_not_layered(target)

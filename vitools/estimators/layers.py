@@ -39,7 +39,7 @@ def hard_from(layer: Layer, z: torch.Tensor) -> torch.Tensor:
     """The discrete sample of noisy logits ``z``: $H(z)$, or one-hot $\\arg\\max$."""
     if layer.kind == "bernoulli":
         return (z > 0).to(z.dtype)
-    return F.one_hot(z.argmax(-1), z.shape[-1]).to(z.dtype)
+    return torch.zeros_like(z).scatter(-1, z.argmax(-1, keepdim=True), 1.0)     # vmap-safe one-hot
 
 
 def soft_from(layer: Layer, z: torch.Tensor, temperature) -> torch.Tensor:
@@ -231,7 +231,7 @@ class ProblemLayers(LayeredTarget):
         return self.problem.cost(v)
 
     def signature(self):
-        return ("problem", type(self.problem).__name__, self.layers)
+        return self.target.signature()      # the problem target's: state_parameters(problem.at(theta)) finds it
 
 
 def _form(dist) -> str | None:

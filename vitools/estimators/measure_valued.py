@@ -31,6 +31,7 @@ import torch
 from torch import distributions as D
 
 from ..targets import ProblemTarget
+from . import quadrature
 from .base import Estimate, Estimator, linear_surrogate
 
 
@@ -125,6 +126,9 @@ class MeasureValued(Estimator):
         if not isinstance(base, SUPPORTED):
             return f"no weak derivative implemented for {type(dist).__name__}"
         return None
+
+    def exact_variance(self, problem, theta, k, points):
+        return quadrature.measure_valued_variance(problem, theta, k, points) if quadrature.is_gaussian(problem) else None
 
     def estimate(self, target, k):
         value, params, grads = _weak_derivative(target.distribution(), target.cost, k)

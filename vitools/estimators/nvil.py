@@ -122,6 +122,15 @@ class NVIL(Estimator):
         return self.state(target, lambda: BaselineState(target.context.shape[-1], self.groups(target),
                                                         self.options["hidden"], self.options["input_baseline"]))
 
+    def scale(self, target) -> torch.Tensor:
+        """$\max(1, \hat\sigma)$ per group, ``[G]``: what normalization divides the inference
+        network's gradient by (ones when ``normalize`` is off or before any statistics)."""
+        state = self.baselines(target)
+        ones = torch.ones(self.groups(target), device=state.running_var.device, dtype=state.running_var.dtype)
+        if not self.options["normalize"] or state.count == 0:
+            return ones
+        return state.running_var.sqrt().clamp_min(1.0)
+
     def terms(self, target, k):
         r"""``(value [N], pathwise [N], pathwise_phi [N], signals [G, K', N], log_q [G, K', N])``."""
         hs, log_p, log_q = draw_log_densities(target, k)
@@ -145,9 +154,7 @@ class NVIL(Estimator):
         c = torch.zeros(groups, 1, 1, device=x.device, dtype=raw.dtype)
         if self.options["constant_baseline"] and state.count > 0:
             c = c + state.running_mean[:, None, None]
-        scale = torch.ones(groups, 1, 1, device=x.device, dtype=raw.dtype)
-        if self.options["normalize"] and state.count > 0:
-            scale = state.running_var.sqrt().clamp_min(1.0)[:, None, None]
+        scale = self.scale(target).to(raw.dtype)[:, None, None]
         centred = (raw - b.detach() - c) / scale
         score = (centred * score_box(scored)).sum(0).mean(0)           # [N]
         surrogate = (value.detach() + (pathwise - pathwise.detach()) + score

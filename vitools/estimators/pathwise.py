@@ -11,6 +11,7 @@ reparameterizable latents (``vae.on(x)``) it is the $k$-sample ELBO's reparamete
 from __future__ import annotations
 
 from ..targets import ProblemTarget, ReparamTarget
+from . import quadrature
 from .base import Estimate, Estimator
 
 
@@ -34,6 +35,9 @@ class Pathwise(Estimator):
         if not target.distribution().has_rsample:
             return "the distribution has no reparameterized sampler (rsample)"
         return None
+
+    def exact_variance(self, problem, theta, k, points):
+        return quadrature.pathwise_variance(problem, theta, k, points) if quadrature.is_gaussian(problem) else None
 
     def estimate(self, target, k):
         if isinstance(target, ReparamTarget):

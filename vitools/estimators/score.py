@@ -29,6 +29,7 @@ from torch import nn
 
 from ..targets import LayeredTarget, ProblemTarget
 from . import layers as L
+from . import quadrature
 from .base import Estimate, Estimator, Option, linear_surrogate, score_box
 
 
@@ -118,6 +119,13 @@ class ScoreFunction(Estimator):
             if target.distribution().event_shape != ():
                 return "the delta-method control variate is implemented for scalar latents"
         return None
+
+    def exact_variance(self, problem, theta, k, points):
+        if not quadrature.is_gaussian(problem) or self.baseline in ("leave_one_out", "moving_average"):
+            return None                                  # sample-dependent baselines have no fixed integral
+        return quadrature.score_variance(problem, theta, k, points,
+                                         baseline=self.baseline if isinstance(self.baseline, float) else None,
+                                         delta=self.control_variate == "delta")
 
     def estimate(self, target, k):
         stats = self.state(target, RunningStats)

@@ -301,22 +301,19 @@ def train_sbn(model, estimator, x_train: torch.Tensor, k: int = 1, steps: int = 
               batch_size: int = 100, lr: float = 3e-4, x_valid: torch.Tensor | None = None,
               eval_every: int | None = None, eval_k: int = 1, seed: int | None = 0,
               progress: bool = True, desc: str | None = None):
-    """Ascend ``estimator.loss(model, x, k)`` with Adam through :func:`vitools.train.fit`,
-    training the estimator's baseline networks alongside; returns the ``History``, whose
-    ``evals["valid_bound"]`` holds the mean ``eval_k``-sample bound on ``x_valid``."""
+    """:func:`vitools.train.fit` of ``estimator`` on ``model`` with Adam (the estimator's own baselines
+    and control variates train alongside on its control loss), recording the mean ``eval_k``-sample
+    bound on ``x_valid`` as ``history.evals["valid_bound"]``."""
     from .. import train
 
-    checks.count("k", k, minimum=estimator.min_samples)
     checks.count("eval_k", eval_k)
     model.check_data(x_train)
     eval_fn = None
     if x_valid is not None:
         model.check_data(x_valid)
         eval_fn = lambda: {"valid_bound": evaluate(model, x_valid, k=eval_k)}   # noqa: E731
-    params = [*model.parameters(), *estimator.parameters(model)]
-    return train.fit(lambda xb: -estimator.loss(model, xb, k).mean(), params, x_train, steps=steps,
-                     batch_size=batch_size, lr=lr, eval_fn=eval_fn, eval_every=eval_every, seed=seed,
-                     progress=progress, desc=desc or estimator.label)
+    return train.fit(estimator, model, x_train, steps=steps, batch_size=batch_size, lr=lr, k=k,
+                     eval_fn=eval_fn, eval_every=eval_every, seed=seed, progress=progress, desc=desc)
 
 
 @torch.no_grad()

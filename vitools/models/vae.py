@@ -189,7 +189,6 @@ class GaussianVAE(nn.Module):
 # ------------------------------------------------------------------------------------------
 # Ground truth for tiny models (latent_dim <= 2) by numerical integration
 # ------------------------------------------------------------------------------------------
-@dataclasses.dataclass
 class VAETarget(ReparamTarget):
     """A :class:`GaussianVAE` on a checked batch ``x``: $q(z \mid x)$ and $\log p(x, z)$."""
 
@@ -200,6 +199,7 @@ class VAETarget(ReparamTarget):
         return self._model._decode(z).log_prob(self.x) + self._model.prior().log_prob(z)
 
 
+@dataclasses.dataclass
 class ExactBounds:
     """Quadrature results for data ``x`` ``[N, D]``.
 

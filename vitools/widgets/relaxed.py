@@ -11,7 +11,7 @@ import torch
 from .. import checks, config, diagnostics, estimators, plots
 from ..problems import BernoulliQuadratic
 from ..plots import relaxed as relaxed_plots
-from ..estimators.relaxed import BinaryConcrete, ExpConcrete
+from ..relaxations import BinaryConcrete, ExpConcrete
 from .base import Explorer
 
 

@@ -6,8 +6,9 @@ import ipywidgets as widgets
 import torch
 
 from .. import checks, config
+from ..diagnostics import grad_samples, group_variance, median_snr
 from ..estimators import get
-from ..estimators.amortized import group_variance, median_snr, model_grad_samples
+from ..train import batches
 from ..plots.sbn import draw_group_variance
 from ..plots.style import new_figure
 from .base import Explorer
@@ -21,8 +22,8 @@ def nvil_variance(model, x_fit: torch.Tensor, x: torch.Tensor, k: int = 1, n: in
     for the example ``x`` ``[1, D]``, after fitting the baselines on ``x_fit`` at the fixed model."""
     est = get("nvil", **{t: bool(techniques.get(t, False)) for t in TECHNIQUES})
     with config.seeded(seed):
-        est.prepare(model, x_fit, k, steps=prepare_steps)
-    grads = model_grad_samples(est, model, x, n=n, k=k, seed=seed)
+        est.warm_up(batches(model, x_fit), k, steps=prepare_steps)
+    grads = grad_samples(est, model.on(x), n=n, k=k, seed=seed)
     return group_variance(grads, model.parameter_groups())
 
 
@@ -88,10 +89,9 @@ class MultiSampleSNRExplorer(Explorer):
         if k not in self._cache:
             out = {}
             for est in (get("vimco"), get("nvil_multisample")):
-                if est.name == "nvil_multisample":            # fit b(x) and the running statistics
-                    with config.seeded(self.seed):
-                        est.prepare(self.model, self.x_fit, k, steps=self.prepare_steps)
-                grads = model_grad_samples(est, self.model, self.x, n=self.n, k=k, seed=self.seed)
+                with config.seeded(self.seed):                # fits what has state (b(x), running statistics)
+                    est.warm_up(batches(self.model, self.x_fit), k, steps=self.prepare_steps)
+                grads = grad_samples(est, self.model.on(self.x), n=self.n, k=k, seed=self.seed)
                 out[est.label] = {label: median_snr(grads, tuple(prefixes))
                                   for label, prefixes in self.model.parameter_groups().items()}
             self._cache[k] = out

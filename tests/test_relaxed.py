@@ -1,19 +1,33 @@
-"""Concrete / Gumbel-Softmax distributions and the biased relaxed estimators (bias measured)."""
+"""Concrete / Gumbel-Softmax distributions (vitools.relaxations) and the biased relaxed
+estimators on toy problems read as one-layer stacks (bias measured)."""
 import math
 
 import pytest
 import torch
 
 import vitools as vt
+import vitools.estimators.layers as L
 from vitools.estimators import get
-from vitools.estimators.relaxed import (BinaryConcrete, ExpConcrete, Latent, multilinear_bits,
-                                        relaxed_cost, why_no_relaxation)
+from vitools.estimators.layers import ProblemLayers
+from vitools.relaxations import BinaryConcrete, ExpConcrete, multilinear_bits
 from vitools.diagnostics import grad_samples, summarize
 
 from sbn_helpers import discrete_problems as problems
 
 BIASED = ["gumbel_softmax", "straight_through", "gapped_straight_through", "igr"]
 TEMPERATURES = [0.01, 0.1, 1.0, 10.0]
+
+
+def layers_of(problem, theta=None):
+    """The one-layer stack an estimator reads a toy problem as."""
+    return ProblemLayers(problem.at(problem.init_params().detach() if theta is None else theta))
+
+
+def relaxed_cost(problem, soft):
+    """The problem's cost at relaxed points ``soft`` ``[..., D]`` (bits) or ``[..., C]`` (classes)."""
+    target = layers_of(problem)
+    value = soft.unsqueeze(-2) if target.layers[0].kind == "categorical" else soft
+    return target.signal([value], relaxed=True)
 
 
 @pytest.mark.parametrize("tau", TEMPERATURES)
@@ -92,9 +106,9 @@ def test_gradients_are_finite_at_every_temperature(tau):
 def test_gumbel_max_gives_the_categorical():
     torch.manual_seed(0)
     problem = vt.problems.CategoricalCost(logits=[0.2, -0.5, 1.0, 0.1])
-    latent = Latent(problem, problem.init_params().detach())
-    hard = latent.hard_from(latent.noisy_logits(100_000))
-    freq, p = hard.mean(0), torch.softmax(latent.logits, -1)
+    target = layers_of(problem)
+    _, hs, logits = L.draw(target, 100_000)
+    freq, p = hs[0].mean(0).squeeze(0), torch.softmax(problem.init_params().detach(), -1)
     assert ((freq - p).abs() / (p * (1 - p) / 100_000).sqrt()).max() < 4
 
 
@@ -119,6 +133,9 @@ def test_a_problem_can_bring_its_own_relaxation():
             return soft.sum(-1) * 0 + 7.0
     problem = Custom(torch.zeros(4))
     assert float(relaxed_cost(problem, torch.full((2,), 0.3))) == 7.0
+    # and the estimators use it: the relaxed pass's gradient of a constant is zero
+    theta = problem.init_params()
+    assert not torch.autograd.grad(get("gumbel_softmax")(problem, theta, 4).sum(), theta)[0].any()
 
 
 @pytest.mark.parametrize("name", BIASED)
@@ -144,10 +161,12 @@ def test_gumbel_softmax_bias_shrinks_with_temperature_on_an_enumerable_problem()
     assert bias[0.1] < 0.5 * bias[1.0] < bias[3.0]
 
 
-def test_straight_through_forwards_the_discrete_cost():
+def test_relaxed_estimators_forward_the_discrete_cost():
+    """Every relaxation's surrogate value is the cost at the hard sample (an unbiased estimate of
+    the objective); only its gradient is the relaxed pass's."""
     problem = problems()["bits"]
     theta = problem.init_params()
-    for name in ("straight_through", "gapped_straight_through"):
+    for name in BIASED:
         with vt.config.seeded(0):
             value = get(name)(problem, theta, k=20_000).detach()
         assert float(value) == pytest.approx(float(problem.exact_value(theta).detach()), abs=0.03)
@@ -155,36 +174,57 @@ def test_straight_through_forwards_the_discrete_cost():
 
 def test_why_not_names_problems_without_a_relaxation():
     for problem in (vt.problems.PoissonQuadratic(), vt.problems.GaussianQuadratic()):
-        assert "Bernoulli or categorical" in why_no_relaxation(problem)
-        assert not get("gumbel_softmax").applies_to(problem)
+        for name in BIASED:
+            assert "Bernoulli or categorical" in get(name).why_not(problem)
+            assert not get(name).applies_to(problem)
 
     class Tabled(vt.problems.BernoulliQuadratic):
         cost_is_differentiable = False
-    assert "relaxed_cost" in why_no_relaxation(Tabled())
+    assert "relaxed_cost" in layers_of(Tabled()).why_no_relaxation()
+    for name in BIASED:
+        assert "relaxed_cost" in get(name).why_not(Tabled())
+    with pytest.raises(ValueError, match="relaxed_cost"):
+        relaxed_cost(Tabled(), torch.full((3, 1), 0.5))
+
+    class Indexed:                  # Categorical with a cost on class indices
+        def init_params(self):
+            return torch.zeros(3, requires_grad=True)
+
+        def distribution(self, theta):
+            return torch.distributions.Categorical(logits=theta)
+
+        def cost(self, z):
+            return z.to(torch.float32)
+    assert "class indices" in get("gumbel_softmax").why_not(Indexed())
+    assert get("score_function").applies_to(Indexed())
 
 
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="temperature must be positive"):
         BinaryConcrete(torch.zeros(2), 0.0)
-    with pytest.raises(ValueError, match="temperature must be positive"):
+    with pytest.raises(ValueError, match="temperature must be > 0, got -1.0"):
         get("gumbel_softmax", temperature=-1.0)
     with pytest.raises(ValueError, match="logits must be finite"):
         ExpConcrete(torch.tensor([0.0, float("nan")]), 1.0)
     with pytest.raises(ValueError, match="logits must have at least 2 classes"):
         ExpConcrete(torch.zeros(3, 1), 1.0)
-    with pytest.raises(ValueError, match="gap must be positive"):
+    with pytest.raises(ValueError, match="gap must be > 0, got 0.0"):
         get("gapped_straight_through", gap=0.0)
-    with pytest.raises(ValueError, match="sigma must be positive"):
+    with pytest.raises(ValueError, match="sigma must be > 0, got 0.0"):
         get("igr", sigma=0.0)
-    with pytest.raises(ValueError, match="delta must be positive"):
+    with pytest.raises(ValueError, match="delta must be > 0, got -1.0"):
         get("igr", delta=-1.0)
     with pytest.raises(ValueError, match="costs must end in shape"):
         multilinear_bits(torch.zeros(5), torch.zeros(2))
     problem = vt.problems.CategoricalCost()
-    with pytest.raises(ValueError, match=r"theta \(the logits\) must be finite"):
+    with pytest.raises(ValueError, match=r"theta must be finite"):
         get("gumbel_softmax")(problem, torch.tensor([0.0, float("nan"), 0.0, 0.0]))
-    with pytest.raises(ValueError, match="must have Bernoulli or categorical"):
-        Latent(vt.problems.PoissonQuadratic(), torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="problem must have discrete latents.*Bernoulli or categorical"):
+        ProblemLayers(vt.problems.PoissonQuadratic().at(torch.tensor([1.0])))
+    with pytest.raises(ValueError, match="temperature must be > 0, got 0.0"):
+        get("straight_through", temperature=0.0)
+    with pytest.raises(ValueError, match="'gap' is not an option of estimator 'igr'"):
+        get("igr", gap=1.0)
 
 
 def test_concrete_explorer_moves_samples_with_the_temperature():

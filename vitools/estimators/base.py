@@ -305,8 +305,9 @@ def as_target(obj) -> Target:
 
 
 def _reference_tensor(target: Target) -> torch.Tensor | None:
-    if isinstance(target, ProblemTarget):
-        return target.theta
+    inner = getattr(target, "target", None)             # a toy problem read as a stack of layers
+    if isinstance(target, ProblemTarget) or isinstance(inner, ProblemTarget):
+        return (inner if isinstance(inner, ProblemTarget) else target).theta
     model = target.model()
     if model is not None:
         return next(iter(model.parameters()), None)

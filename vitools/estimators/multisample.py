@@ -53,6 +53,7 @@ from ..models.sbn import iwae_bound
 from ..targets import ReparamTarget, SequenceTarget
 from .base import Estimate, Estimator, Option, score_box
 from .nvil import NVIL, draw_log_densities, why_not_generative
+from .pathwise import reparameterized_draw
 
 MEANS = ("geometric", "arithmetic")
 
@@ -164,11 +165,7 @@ class _Reparameterized(Estimator):
     @staticmethod
     def _draw(target, k):
         q = target.q()                                                    # batch [N], event [d]
-        base = q.base_dist if isinstance(q, D.Independent) else q
-        if isinstance(base, D.Normal):       # explicit location-scale draw: vmap-friendly
-            z = base.loc + base.scale * torch.randn_like(base.loc.expand(k, *base.loc.shape))
-        else:
-            z = q.rsample((k,))                                           # [K, N, d]
+        z = reparameterized_draw(q, k)                                    # [K, N, d]
         return q, z, target.log_joint(z)                                  # log p: [K, N]
 
 

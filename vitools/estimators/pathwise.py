@@ -10,9 +10,21 @@ reparameterizable latents (``vae.on(x)``) it is the $k$-sample ELBO's reparamete
 """
 from __future__ import annotations
 
+import torch
+from torch import distributions as D
+
 from ..targets import ProblemTarget, ReparamTarget
 from . import quadrature
 from .base import Estimate, Estimator
+
+
+def reparameterized_draw(q, k: int) -> torch.Tensor:
+    """``k`` reparameterized draws ``[k, *batch, *event]`` of ``q``; Normal (or Independent Normal) by
+    an explicit location-scale map, which ``torch.func.vmap`` can give fresh noise per replica."""
+    base = q.base_dist if isinstance(q, D.Independent) else q
+    if isinstance(base, D.Normal):
+        return base.loc + base.scale * torch.randn_like(base.loc.expand(k, *base.loc.shape))
+    return q.rsample((k,))
 
 
 class Pathwise(Estimator):
@@ -42,7 +54,7 @@ class Pathwise(Estimator):
     def estimate(self, target, k):
         if isinstance(target, ReparamTarget):
             q = target.q()
-            z = q.rsample((k,))                                          # [k, N, d]
+            z = reparameterized_draw(q, k)                               # [k, N, d]
             return Estimate((target.log_joint(z) - q.log_prob(z)).mean(0))
         z = target.distribution().rsample((k,))
         return Estimate(target.cost(z).mean(0))

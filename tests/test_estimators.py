@@ -12,9 +12,9 @@ import torch
 import vitools as vt
 from vitools import problems as P
 from vitools.diagnostics import grad_samples, summarize
-from vitools.estimators import Estimator, linear_surrogate, score_box
+from vitools.estimators import Estimate, Estimator, linear_surrogate, score_box
 from vitools.estimators.pathwise import Pathwise
-from vitools.estimators.score import ScoreFunction
+from vitools.estimators.score import RunningStats, ScoreFunction
 
 N = 50_000          # estimates per unbiasedness test
 Z_MAX = 4.0
@@ -95,9 +95,9 @@ class ScaledPathwise(Pathwise):
 
     name = "scaled_pathwise_test"
 
-    def surrogate(self, problem, theta, k=1):
-        s = super().surrogate(problem, theta, k)
-        return s + 0.1 * (s - s.detach())
+    def estimate(self, target, k):
+        s = super().estimate(target, k).surrogate
+        return Estimate(s + 0.1 * (s - s.detach()))
 
 
 class SelfBaseline(ScoreFunction):
@@ -106,7 +106,7 @@ class SelfBaseline(ScoreFunction):
 
     name = "self_baseline_test"
 
-    def _baseline(self, costs):
+    def _baseline(self, costs, stats):
         return costs.mean(0, keepdim=True).detach()
 
 
@@ -115,7 +115,7 @@ class HalfSelfBaseline(ScoreFunction):
 
     name = "half_self_baseline_test"
 
-    def _baseline(self, costs):
+    def _baseline(self, costs, stats):
         return 0.5 * costs.detach()
 
 
@@ -229,7 +229,7 @@ def test_surrogate_value_is_unbiased(est, prob):
     theta = problem.init_params().detach()
     k = estimator.min_samples
     with vt.config.seeded(0):
-        estimator.prepare(problem, theta, k)
+        estimator.warm_up(problem.at(theta), k)
         values = estimator(problem, theta.expand(N, *theta.shape), k).detach().double()
     assert values.shape == (N,)
     exact = float(problem.exact_value(theta))
@@ -278,35 +278,47 @@ def test_training_gaussian(est):
 # -- stateful estimators ------------------------------------------------------------------------
 @pytest.mark.parametrize("est", ["score_ma", "score_delta"])
 def test_state_does_not_leak_between_problems(est):
-    """prepare() starts from scratch: the same call gives the same numbers whatever ran before,
-    and state shaped for one problem cannot bias another."""
+    """grad_samples' warm-up starts from scratch: the same call gives the same numbers whatever ran
+    before, and state shaped for one problem cannot bias another."""
     estimator = ESTIMATORS[est]()
-    estimator.warmup_steps = 20                      # keep the test fast; any value shows the leak
+    estimator.options["warmup_steps"] = 20           # keep the test fast; any value shows the leak
+    assert estimator.warm_up_steps == 20
     bern = P.BernoulliQuadratic(0.45, init=0.8)
     theta = bern.init_params()
     first = grad_samples(estimator, bern, theta, n=2_000, seed=3)
     grad_samples(estimator, P.GaussianCos(), P.GaussianCos().init_params(), n=2_000, seed=4)
     assert torch.equal(first, grad_samples(estimator, bern, theta, n=2_000, seed=3))
     fresh = ESTIMATORS[est]()
-    fresh.warmup_steps = 20
+    fresh.options["warmup_steps"] = 20
     assert torch.equal(first, grad_samples(fresh, bern, theta, n=2_000, seed=3))
 
 
 def test_moving_average_tracks_the_mean_cost():
     estimator, problem = ESTIMATORS["score_ma"](), P.PoissonQuadratic()
     theta = problem.init_params()
+    target = problem.at(theta.detach())
     with vt.config.seeded(0):
-        estimator.prepare(problem, theta, k=64)
-    assert float(estimator.running_mean) == pytest.approx(float(problem.exact_value(theta.detach())), rel=0.15)
+        estimator.warm_up(target, k=64)
+    stats = estimator.state(target, RunningStats)
+    assert int(stats.count) > 0                                      # warm-up settled the running mean
+    assert float(stats.mean) == pytest.approx(float(problem.exact_value(theta.detach())), rel=0.15)
+    estimator.eval()                                                 # frozen: eval passes change nothing
+    before, count = float(stats.mean), int(stats.count)
+    estimator(target, 64)
+    assert float(stats.mean) == before and int(stats.count) == count
     estimator.reset()
-    assert estimator.running_mean is None and estimator.cv_moments is None
+    assert len(estimator.states) == 0
+    assert int(estimator.state(target, RunningStats).count) == 0
 
 
 def test_delta_coefficient_is_near_optimal():
     """For a quadratic cost the Taylor expansion is exact, so beta* = 1 and the estimate is exact."""
     estimator, problem = ESTIMATORS["score_delta"](), P.GaussianQuadratic(k=2.0)
     s, _ = bias_check(estimator, problem, n=5_000)
-    assert torch.allclose(estimator._coefficient().cpu().double(), torch.ones(2, dtype=torch.float64), atol=0.05)
+    (stats,) = estimator.states.values()                  # warmed up at theta by grad_samples
+    coefficient = estimator._coefficient(stats)
+    assert coefficient.shape == (2,)
+    assert torch.allclose(coefficient.cpu().double(), torch.ones(2, dtype=torch.float64), atol=0.05)
     assert (s.variance.sqrt() < 0.05 * s.exact.abs()).all(), s
 
 
@@ -345,7 +357,7 @@ def test_register_requires_a_name():
 
 # -- bad input ----------------------------------------------------------------------------------
 BAD_OPTIONS = [
-    (dict(baseline="mean"), r"baseline must be one of \['leave_one_out', 'moving_average', 'none'\], got 'mean'"),
+    (dict(baseline="mean"), r"baseline must be one of \['none', 'moving_average', 'leave_one_out'\] or a number, got 'mean'"),
     (dict(control_variate="taylor"), r"control_variate must be one of \[None, 'delta'\], got 'taylor'"),
     (dict(control_variate="delta", baseline="leave_one_out"), r"baseline must be 'none' with control_variate='delta', got 'leave_one_out'"),
     (dict(decay=1.5), r"decay must lie in \[0, 1\], got 1.5"),

@@ -5,10 +5,15 @@ import torch
 
 import vitools as vt
 from vitools.estimators import multisample
-from vitools.estimators.amortized import flat, median_snr, model_grad_samples
+from vitools.diagnostics import flat, grad_samples, median_snr
 from vitools.estimators.multisample import leave_one_out_bounds
 
 from sbn_helpers import X, exact_grads, max_abs_z, tiny
+
+
+def samples_at(est, model, x, **kwargs):
+    """Gradient samples ``{name: [n, ...]}`` of ``est`` on ``model.on(x)`` (estimator frozen)."""
+    return grad_samples(est, model.on(x), **kwargs)
 
 
 def exact_bound_grads(model, k, x=X, scale_phi=1.0):
@@ -38,14 +43,14 @@ def test_leave_one_out_bounds_match_direct_formulas():
 def test_vimco_unbiased_for_the_k_sample_bound(mean, k, latent):
     model = tiny(latent)
     est = vt.estimators.get("vimco", mean=mean)
-    samples = model_grad_samples(est, model, X, n=10_000, k=k, seed=1)
+    samples = samples_at(est, model, X, n=10_000, k=k, seed=1)
     assert max_abs_z(samples, exact_bound_grads(model, k)) < 4
 
 
 def test_vimco_test_has_power():
     """The same samples compared with the gradient of the K=1 bound fail widely."""
     model = tiny()
-    samples = model_grad_samples(vt.estimators.get("vimco"), model, X, n=10_000, k=3, seed=1)
+    samples = samples_at(vt.estimators.get("vimco"), model, X, n=10_000, k=3, seed=1)
     assert max_abs_z(samples, exact_bound_grads(model, 1)) > 10
 
 
@@ -55,13 +60,18 @@ def test_nvil_multisample_unbiased(constant, input_, normalize):
     model = tiny()
     est = vt.estimators.get("nvil_multisample", constant_baseline=constant, input_baseline=input_,
                             normalize=normalize, hidden=8)
+    target = model.on(X)
+    state = est.baselines(target)
     with torch.no_grad():
-        for p in est.parameters(model):
+        for p in state.parameters():
             p.normal_(0, 0.5)
-    for _ in range(5):
-        est.loss(model, X.repeat(64, 1), k=3)
-    scale = est.scale(model, "cpu").item()
-    samples = model_grad_samples(est, model, X, n=10_000, k=3, seed=2)
+    est.train()
+    for _ in range(5):                       # train-mode passes fold the running statistics
+        est(model.on(X.repeat(64, 1)), k=3)
+    scale = state.running_var.sqrt().clamp_min(1.0).item() if normalize else 1.0
+    if normalize:
+        assert scale > 1                     # the normalization really rescales
+    samples = samples_at(est, model, X, n=10_000, k=3, seed=2)
     assert max_abs_z(samples, exact_bound_grads(model, 3, scale_phi=scale)) < 4
 
 
@@ -69,8 +79,8 @@ def test_vimco_beats_naive_multisample_score_function():
     model = tiny()
     naive = vt.estimators.get("nvil_multisample", constant_baseline=False, input_baseline=False,
                               normalize=False)
-    var_naive = flat(model_grad_samples(naive, model, X, n=5000, k=5), "model.encoders").var(0).sum()
-    var_vimco = flat(model_grad_samples(vt.estimators.get("vimco"), model, X, n=5000, k=5),
+    var_naive = flat(samples_at(naive, model, X, n=5000, k=5), "model.encoders").var(0).sum()
+    var_vimco = flat(samples_at(vt.estimators.get("vimco"), model, X, n=5000, k=5),
                      "model.encoders").var(0).sum()
     assert var_vimco < 0.5 * var_naive
 
@@ -80,7 +90,7 @@ def test_rws_model_gradient_unbiased_and_inference_bias_measured():
     est = vt.estimators.get("rws")
     assert not est.unbiased
     decoders = {n: g for n, g in exact_bound_grads(model, 3).items() if not n.startswith("model.encoders")}
-    samples = model_grad_samples(est, model, X, n=10_000, k=3, seed=3)
+    samples = samples_at(est, model, X, n=10_000, k=3, seed=3)
     assert max_abs_z(samples, decoders) < 4
     # wake-phase phi target: -grad KL(p(h|x) || q(h|x)) = E_post[grad log q]
     log_post = model.exact_posterior(X).detach()
@@ -90,7 +100,7 @@ def test_rws_model_gradient_unbiased_and_inference_bias_measured():
     names = [f"model.encoders.{n}" for n, _ in model.encoders.named_parameters()]
     bias = {}
     for k in (2, 50):
-        samples = model_grad_samples(est, model, X, n=10_000, k=k, seed=4)
+        samples = samples_at(est, model, X, n=10_000, k=k, seed=4)
         errors = [(samples[n].mean(0) - t).abs().sum() for n, t in zip(names, target)]
         bias[k] = sum(errors).item()
         zs = max_abs_z(samples, dict(zip(names, target)))
@@ -122,16 +132,16 @@ def test_iwae_and_stl_unbiased_at_k1_against_quadrature():
     model = vae()
     exact = exact_grads(model, vt.models.expected_elbo(model, XV))
     for name in ("iwae", "stl", "dreg"):
-        samples = model_grad_samples(vt.estimators.get(name), model, XV, n=20_000, k=1, seed=5)
+        samples = samples_at(vt.estimators.get(name), model, XV, n=20_000, k=1, seed=5)
         assert max_abs_z(samples, exact) < 4, name
 
 
 def test_dreg_unbiased_and_stl_biased_for_k_above_one():
     model = vae()
     k = 8
-    iwae = model_grad_samples(vt.estimators.get("iwae"), model, XV, n=20_000, k=k, seed=6)
-    dreg = model_grad_samples(vt.estimators.get("dreg"), model, XV, n=20_000, k=k, seed=7)
-    stl = model_grad_samples(vt.estimators.get("stl"), model, XV, n=20_000, k=k, seed=8)
+    iwae = samples_at(vt.estimators.get("iwae"), model, XV, n=20_000, k=k, seed=6)
+    dreg = samples_at(vt.estimators.get("dreg"), model, XV, n=20_000, k=k, seed=7)
+    stl = samples_at(vt.estimators.get("stl"), model, XV, n=20_000, k=k, seed=8)
     phi = enc_names(model)
     assert max(two_sample_z(dreg[n], iwae[n]) for n in phi) < 4
     assert max(two_sample_z(dreg[n], iwae[n]) for n in iwae if n not in phi) < 4
@@ -160,19 +170,19 @@ def test_registered_and_applies_to_the_right_models():
 def test_rejects_bad_input():
     model = tiny()
     with pytest.raises(ValueError, match="k must be an integer >= 2"):
-        vt.estimators.get("vimco").loss(model, X, 1)
+        vt.estimators.get("vimco")(model.on(X), 1)
     with pytest.raises(ValueError, match="k must be an integer >= 1"):
-        vt.estimators.get("rws").loss(model, X, 0)
+        vt.estimators.get("rws")(model.on(X), 0)
     with pytest.raises(ValueError, match="mean must be one of"):
         vt.estimators.get("vimco", mean="harmonic")
     with pytest.raises(ValueError, match="x must contain only 0 and 1"):
-        vt.estimators.get("vimco").loss(model, X * 0.3, 2)
-    with pytest.raises(ValueError, match="does not apply to GaussianVAE"):
-        vt.estimators.get("vimco").loss(vae(), XV, 2)
-    with pytest.raises(ValueError, match="does not apply to SBN"):
-        vt.estimators.get("dreg").loss(model, X, 2)
+        model.on(X * 0.3)
+    with pytest.raises(ValueError, match="does not apply to VAETarget"):
+        vt.estimators.get("vimco")(vae().on(XV), 2)
+    with pytest.raises(ValueError, match="does not apply to SBNTarget.*discrete ones"):
+        vt.estimators.get("dreg")(model.on(X), 2)
     with pytest.raises(ValueError, match="x must be a tensor of shape"):
-        vt.estimators.get("dreg").loss(vae(), torch.zeros(3), 2)
+        vae().on(torch.zeros(3))
     with pytest.raises(ValueError, match="K must be an integer >= 2"):
         leave_one_out_bounds(torch.zeros(1, 3))
     with pytest.raises(ValueError, match="dist must be Normal"):

@@ -209,7 +209,7 @@ def test_train_sbn_records_validation_bound():
 def test_group_variance_and_explorer_toggle():
     import matplotlib
     matplotlib.use("Agg")
-    from vitools.estimators.amortized import group_variance
+    from vitools.diagnostics import group_variance
     from vitools.plots import sbn as plots
     from vitools.widgets.sbn import NVILVarianceExplorer
 

@@ -135,7 +135,7 @@ class LayeredTarget(Target):
         raise NotImplementedError
 
     def signal(self, values: list[torch.Tensor], relaxed: bool = False) -> torch.Tensor:
-        """$f$ without its $-\log q$ part at hard (``relaxed=False``) or relaxed ``values``."""
+        r"""$f$ without its $-\log q$ part at hard (``relaxed=False``) or relaxed ``values``."""
         raise NotImplementedError
 
     def exact_term(self) -> torch.Tensor | None:

@@ -123,7 +123,7 @@ class NVIL(Estimator):
                                                         self.options["hidden"], self.options["input_baseline"]))
 
     def scale(self, target) -> torch.Tensor:
-        """$\max(1, \hat\sigma)$ per group, ``[G]``: what normalization divides the inference
+        r"""$\max(1, \hat\sigma)$ per group, ``[G]``: what normalization divides the inference
         network's gradient by (ones when ``normalize`` is off or before any statistics)."""
         state = self.baselines(target)
         ones = torch.ones(self.groups(target), device=state.running_var.device, dtype=state.running_var.dtype)

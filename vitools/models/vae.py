@@ -190,7 +190,7 @@ class GaussianVAE(nn.Module):
 # Ground truth for tiny models (latent_dim <= 2) by numerical integration
 # ------------------------------------------------------------------------------------------
 class VAETarget(ReparamTarget):
-    """A :class:`GaussianVAE` on a checked batch ``x``: $q(z \mid x)$ and $\log p(x, z)$."""
+    r"""A :class:`GaussianVAE` on a checked batch ``x``: $q(z \mid x)$ and $\log p(x, z)$."""
 
     def q(self):
         return self._model._encode(self.x)

@@ -5,21 +5,24 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 FIRST_NOTEBOOK := notebooks/00_gradient_of_an_expectation.ipynb
-# Tests and notebooks use small tensors: one CPU thread is as fast as two and immune to the
-# thread oversubscription that makes torch crawl on a busy machine. `make lab` keeps torch's default.
-TEST_ENV := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}
+# One torch thread unless you ask for more (VITOOLS_THREADS=4 make lab): the workbook's tensors
+# are small, so one thread is as fast as two and stays fast when another process shares the
+# cores; torch's default threads made a 10 s notebook take 300 s beside one busy process.
+THREADS  := VITOOLS_THREADS=$${VITOOLS_THREADS:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}
+TEST_ENV := $(THREADS)
 
-.PHONY: lab test unit notebooks-test bench execute-notebooks clean
+.PHONY: lab test unit notebooks-test browser-test student site bench execute-notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch==2.13.0 first, on its own, so a local CPU wheel is used where one exists.
 	$(PIP) install "torch==2.13.0"
-	$(PIP) install -e ".[lab,test]"
+	$(PIP) install -e ".[lab,test,site]"
 	touch $(STAMP)
 
+# The printed URL opens the first notebook (also when no browser opens by itself).
 lab: $(STAMP)
-	$(BIN)/jupyter lab $(FIRST_NOTEBOOK)
+	$(THREADS) $(BIN)/jupyter lab --ServerApp.default_url=/lab/tree/$(FIRST_NOTEBOOK)
 
 test: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest
@@ -29,6 +32,18 @@ unit: $(STAMP)
 
 notebooks-test: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest notebooks
+
+# JupyterLab in headless Chromium (/usr/bin/chromium: apt-get install chromium).
+browser-test: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m pytest tests -m browser
+
+# build/student/NN_*.ipynb: every solution-tagged cell replaced by a stub.
+student: $(STAMP)
+	$(BIN)/python tools/student.py notebooks build/student
+
+# build/site/index.html, from the notebooks' stored outputs (docs/README.md).
+site: $(STAMP)
+	$(TEST_ENV) $(BIN)/python tools/site.py --out build/site
 
 # Re-run every notebook top to bottom on the CPU and store its outputs.
 execute-notebooks: $(STAMP)
@@ -41,4 +56,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build

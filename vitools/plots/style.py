@@ -2,36 +2,88 @@
 helpers every draw function shares."""
 from __future__ import annotations
 
-import zlib
+import re
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d",
-           "#666666", "#1f78b4", "#b2df8a", "#fb9a99", "#cab2d6"]
-_FIXED = {
-    "score function": 0, "score + moving-average baseline": 1, "score + leave-one-out baseline": 2,
-    "score + constant baseline": 6,
-    "score + delta-method CV": 3, "pathwise": 4, "measure-valued": 5,
+DPI = 120
+
+# One colour per method across the whole workbook, by name: "FIVO (K=64)" and "FIVO (K=4)" are
+# FIVO's colour, "REBAR, eta = 0.50" is REBAR's. Methods drawn in the same figure differ; a
+# colour is shared only by methods that never meet in one figure.
+METHOD_COLORS = {
+    # notebook 00: the score function and its variance reduction; pathwise; measure-valued
+    "score function": "#1b9e77", "reinforce": "#1b9e77",
+    "score + moving-average baseline": "#d95f02", "score + leave-one-out baseline": "#7570b3",
+    "score + delta-method cv": "#e7298a", "pathwise": "#66a61e", "measure-valued": "#e6ab02",
+    "measure valued": "#e6ab02", "score + constant baseline": "#a6761d",
+    # 01-03, 07: bounds and multi-sample estimators
+    "elbo": "#666666", "iwae": "#ff7f00", "fivo": "#6a3d9a", "vimco": "#e31a1c", "nvil": "#1f78b4",
+    "nvil multisample": "#a6cee3", "dreg": "#b15928", "stl": "#33a02c", "rws": "#fb9a99",
+    # 04-05: relaxations and their control variates
+    "gumbel softmax": "#17becf", "gumbel-softmax": "#17becf", "concrete": "#17becf",
+    "straight through": "#bcbd22", "straight-through": "#bcbd22", "gapped straight through": "#8c564b",
+    "gst": "#8c564b", "igr": "#e377c2", "rebar": "#d62728", "relax": "#9467bd", "lax": "#2ca02c",
+    "arm": "#ff9896", "disarm": "#1f77b4",
+    # 06: implicit reparameterization
+    "rsvi": "#98df8a", "implicit": "#1b9e77",
 }
+# Labels the table does not know get these, in order of first use, and keep them.
+EXTRA_COLORS = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",
+                "#756bb1", "#636363", "#9c9ede", "#cedb9c"]
+PALETTE = list(dict.fromkeys(METHOD_COLORS.values()))
+_extra: dict[str, str] = {}
 
 
-def use_style(dpi: int = 80) -> None:
-    """Readable, compact defaults (small stored PNGs keep notebook diffs small)."""
+def use_style(dpi: int = DPI) -> None:
+    """The workbook's figure defaults: 120 dpi (readable when a notebook is shown full width),
+    9-10 pt text, legends framed so that one that must sit inside an axes stays readable."""
+    if not isinstance(dpi, (int, float)) or isinstance(dpi, bool) or dpi < DPI:
+        raise ValueError(f"dpi must be a number >= {DPI}, got {dpi!r}")
     mpl.rcParams.update({
         "figure.dpi": dpi, "savefig.dpi": dpi, "figure.figsize": (9, 3.2),
         "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
-        "grid.alpha": 0.3, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8,
-        "legend.frameon": False, "figure.constrained_layout.use": True,
+        "grid.alpha": 0.3, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
+        "ytick.labelsize": 9, "legend.fontsize": 9, "legend.frameon": True, "legend.framealpha": 0.9,
+        "legend.edgecolor": "0.85", "legend.loc": "best", "figure.constrained_layout.use": True,
     })
 
 
+def method_key(label: str) -> str:
+    """The method a label names: lower case, without settings such as "(K=64)", ", eta = 0.5",
+    ": variance" or "tau=0.5"; underscores as spaces (registered names match their labels)."""
+    if not isinstance(label, str) or not label.strip():
+        raise ValueError(f"label must be a non-empty string, got {label!r}")
+    key = label.lower().replace("_", " ")
+    key = re.sub(r"\([^)]*\)", " ", key)
+    key = re.split(r"[,:;]", key)[0]
+    key = re.sub(r"\b(k|tau|lambda|eta|t|n)\s*=\s*[-+.\w]*", " ", key)
+    return " ".join(key.split())
+
+
 def estimator_color(label: str) -> str:
-    """The same colour for the same estimator label in every figure of the workbook."""
-    index = _FIXED.get(label, zlib.crc32(label.encode()) % len(PALETTE))
-    return PALETTE[index % len(PALETTE)]
+    """The same colour for the same method in every figure of the workbook (METHOD_COLORS);
+    a label the table does not know gets the next of EXTRA_COLORS and keeps it."""
+    key = method_key(label)
+    if key in METHOD_COLORS:
+        return METHOD_COLORS[key]
+    if key not in _extra:
+        _extra[key] = EXTRA_COLORS[len(_extra) % len(EXTRA_COLORS)]
+    return _extra[key]
+
+
+def legend_outside(ax, where: str = "right", **kwargs):
+    """A legend beside the axes (``where="right"``) or under it (``"below"``), off the data."""
+    if where == "right":
+        return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
+    if where == "below":
+        handles, _ = ax.get_legend_handles_labels()
+        return ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), borderaxespad=0.0,
+                         ncols=kwargs.pop("ncols", max(1, min(4, len(handles)))), **kwargs)
+    raise ValueError(f"where must be 'right' or 'below', got {where!r}")
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, width: float = 9.0, height: float = 3.2, **kwargs):

@@ -52,19 +52,26 @@ def vectorized(estimator, problem, theta, n, k, device, repeats=3):
 
 
 def loop(estimator, problem, theta, n, k, device):
-    """``prepare`` then ``n`` separate surrogate + backward calls on the unreplicated ``theta``
-    (timed once)."""
+    """The same warm-up as ``grad_samples`` (``est.warm_up`` at ``theta`` replicated, for estimators
+    with learned state), then ``n`` separate surrogate + backward calls on the unreplicated
+    ``theta`` with the estimator frozen (timed once)."""
     leaf = theta.detach().clone().requires_grad_(True)
+    was_training = estimator.training
     with vt.config.seeded(0):
         _sync(device)
         start = time.perf_counter()
-        estimator.prepare(problem, leaf, k)       # the same warm-up grad_samples does
+        if estimator.warm_up_steps:
+            estimator.reset()
+            replicas = estimator.options.get("train_batch", max(8, vt.diagnostics.WARM_UP_DRAWS // k))
+            estimator.warm_up(problem.at(theta.detach().expand(replicas, *theta.shape)), k)
+        estimator.eval()
         rows = []
         for _ in range(n):
-            (grad,) = torch.autograd.grad(estimator(problem, leaf, k).sum(), leaf)
+            (grad,) = torch.autograd.grad(estimator(problem.at(leaf), k).surrogate.sum(), leaf)
             rows.append(grad)
         grads = torch.stack(rows)
         _sync(device)
+    estimator.train(was_training)
     return time.perf_counter() - start, grads
 
 
@@ -100,8 +107,9 @@ def header(n):
         f"n = {n:,} gradient estimates per cell, k = 1 sample each (k = 2 for the leave-one-out baseline, "
         "which needs it). *Loop*: n separate surrogate + `autograd.grad` calls on an unreplicated "
         "theta, all n iterations timed once (no extrapolation). *Vectorized*: "
-        "`vt.diagnostics.grad_samples`, best of 3. Both times include the estimator's `prepare` "
-        "(the warm-up of the moving average and of the delta-method coefficient, identical in both). "
+        "`vt.diagnostics.grad_samples`, best of 3. Both times include the estimator's `warm_up` at theta "
+        "(for estimators with learned state: the moving average, the delta-method coefficient; identical "
+        "in both), after which the estimator is frozen. "
         "|z| columns: largest bias z-score of each set of estimates against the exact gradient "
         "(both should be below 4).",
         "",

@@ -7,17 +7,19 @@ Bernoulli with a random cost table, a 4-class categorical), side by side in one 
 
 * time per gradient step (one k=1 surrogate + backward on a batch of ``--batch`` replicas,
   control variates frozen), relative to REINFORCE on the same problem;
-* gradient variance per estimate (trace, ``grad_samples`` with n estimates, after ``prepare``
-  trains the control variates), and the variance at equal wall time:
+* gradient variance per estimate (trace, ``grad_samples`` with n estimates; it first warms up
+  each estimator's learned state at theta with ``est.warm_up`` and then freezes it), and the
+  variance at equal wall time:
   variance x (time per step / REINFORCE's time per step);
 * the bias z-score against the exact gradient (biased estimators show it).
 
 On a sigmoid belief net (1-layer linear, 20 bits, 14x14 bundled digits, and 2-layer 20-20),
-the model-level estimators of ``vitools.estimators.relaxed_sbn``: time per training step
-(loss, backward, Adam; REBAR/RELAX/LAX include their control-variate step) relative to REINFORCE
-with a running-mean baseline (``nvil`` with the constant baseline only), and the inference
-network's gradient variance per estimate (batch means of ``--sbn-m`` estimates for one digit,
-control variates trained first) and at equal wall time.
+the same estimators on ``model.on(x)``: time per training step (``vt.train.fit``: surrogate,
+backward, Adam on the model and, for estimators with learned state, one Adam step on their
+control loss) relative to REINFORCE with a running-mean baseline (``nvil`` with the constant
+baseline only), and the inference network's gradient variance per estimate (batch means of
+estimates for one digit, every estimator first warmed up by ``est.warm_up`` on minibatches of
+50 with the model fixed, then frozen) and at equal wall time.
 
 ``--paper-scale --data-dir DIR``: the RELAX paper's SBN settings (Grathwohl et al. 2018,
 Table 1: linear 1-layer 200 bits, nonlinear 1-layer 200 bits with two tanh hidden layers of
@@ -46,6 +48,7 @@ from vitools.models import sbn  # noqa: E402
 from bench._timing import interleaved_ms  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "relaxed.md"
+FIT_STEPS = 4                                          # training steps per timed vt.train.fit call (SBN)
 SBN_LINE_UP = [
     ("REINFORCE + c", "nvil", {"input_baseline": False, "normalize": False}), ("ARM", "arm", {}),
     ("DisARM", "disarm", {}), ("REBAR", "rebar", {}), ("RELAX", "relax", {}), ("LAX", "lax", {}),
@@ -75,8 +78,9 @@ def step_ms(estimators, problem, theta, batch, repeats, rounds: int = 5):
 
     def step(est):
         replicated.grad = None
-        est(problem, replicated, 1).sum().backward()
+        est(problem.at(replicated), 1).surrogate.sum().backward()
     for est in estimators:
+        est.eval()                                     # frozen: no control loss, no state change
         for _ in range(3):
             step(est)
     return interleaved_ms([lambda est=est: step(est) for est in estimators], max(1, repeats // rounds), rounds)
@@ -87,8 +91,9 @@ def phi_variance(est, model, x, batches: int, m: int) -> float:
     ``[1, D]``: ``m`` x the variance of ``batches`` means of ``m`` estimates (state frozen)."""
     params = model.inference_parameters()
     rows = []
+    est.eval()
     for _ in range(batches):
-        loss = est.loss(model, x.expand(m, x.shape[1]), 1, update=False).mean()
+        loss = est(model.on(x.expand(m, x.shape[1])), 1).surrogate.mean()
         rows.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]))
     return float(torch.stack(rows).double().var(0).sum()) * m
 
@@ -101,24 +106,21 @@ def sbn_section(latent, quick: bool) -> list[str]:
     pre_steps, cv_steps = (100, 20) if quick else (300, 100)
     sbn.train_sbn(model, vt.estimators.get("disarm"), x, steps=pre_steps, batch_size=50, lr=3e-3, progress=False)
     batches, m, steps = (20, 50, 10) if quick else (100, 100, 40)
-    runs = []                                          # (label, estimator, model copy, optimizer)
+    runs = []                                          # (label, estimator, model copy)
     for label, name, opts in SBN_LINE_UP:
         est = vt.estimators.get(name, **opts)
-        if name in ("rebar", "relax", "lax"):
-            est.fit_control_variate(model, x, k=1, steps=cv_steps, batch_size=50)
-        elif name == "nvil":
-            est.loss(model, x[:200], 1)
+        est.warm_up(vt.train.batches(model, x, 50), 1, steps=cv_steps)     # returns at once without state
         copy = sbn.SBN(x.shape[1], latent)
         copy.load_state_dict(model.state_dict())
-        runs.append((label, est, copy, torch.optim.Adam([*copy.parameters(), *est.parameters(copy)], lr=1e-4)))
+        runs.append((label, est, copy))
 
-    def step(est, copy, opt):
-        opt.zero_grad()
-        (-est.loss(copy, x[torch.randint(x.shape[0], (50,))], 1).mean()).backward()
-        opt.step()
-    best = interleaved_ms([lambda run=run: step(*run[1:]) for run in runs], max(2, steps // 5), warmup=1)
+    def step(est, copy):                               # FIT_STEPS training steps of vt.train.fit
+        vt.train.fit(est, copy, x, steps=FIT_STEPS, batch_size=50, lr=1e-4, seed=None, progress=False)
+    best = interleaved_ms([lambda run=run: step(*run[1:]) for run in runs], max(2, steps // (5 * FIT_STEPS)),
+                          warmup=1)
+    best = [ms / FIT_STEPS for ms in best]
     out = []
-    for (label, est, _, _), ms in zip(runs, best):
+    for (label, est, _), ms in zip(runs, best):
         var = statistics.mean(phi_variance(est, model, x[i:i + 1], batches, m) for i in range(3))
         out.append((label, ms, ms / best[0], var))
         print(latent, out[-1], flush=True)
@@ -208,7 +210,7 @@ def main():
             rows.append((est.label, ms, ms / times[0], var, var * ms / times[0], float(s.bias_z.abs().max()), total_s))
             print(pname, rows[-1], flush=True)
         lines += [f"## {pname}", "",
-                  "| estimator | ms / step | time vs REINFORCE | variance (trace) | variance at equal time | max abs bias z | prepare + measure (s) |",
+                  "| estimator | ms / step | time vs REINFORCE | variance (trace) | variance at equal time | max abs bias z | warm-up + measure (s) |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         lines += [f"| {r[0]} | {r[1]:.2f} | {r[2]:.1f}x | {r[3]:.3g} | {r[4]:.3g} | {r[5]:.1f} | {r[6]:.1f} |" for r in rows]
         lines.append("")
@@ -219,9 +221,11 @@ def main():
     for latent in ((20,), (20, 20)):
         lines += sbn_section(latent, args.quick)
     lines += ["Encoder gradient variance: trace over the inference network's parameters per single-sample "
-              "estimate, mean over 3 digits; REBAR/RELAX/LAX after 100 control-variate steps at the fixed net; "
-              "their step time (batch 50, k=1, best of 5 interleaved rounds of the median) includes one "
-              "control-variate Adam step.", "",
+              f"estimate, mean over 3 digits; every estimator first warmed up by `est.warm_up` for "
+              f"{20 if args.quick else 100} steps on minibatches of 50 at the fixed net (those without learned state "
+              "have nothing to fit), then frozen. Step time: `vt.train.fit` (batch 50, k=1, Adam on the model and, "
+              f"where the estimator has learned state, one Adam step on its control loss), {FIT_STEPS} steps per timed "
+              "call, best of 5 interleaved rounds of the median, divided by the steps.", "",
               "LAX is unbiased here but noisier than REINFORCE with a constant baseline: it weights the residual "
               "f - c(z) by the score of the continuous z, 1 - 2u, whose variance is 1/3 for every unit however "
               "saturated, where the Bernoulli score h - sigmoid(logit) of REINFORCE, REBAR and RELAX has variance "

@@ -7,14 +7,18 @@ Bernoulli toy. Side by side in one run, one gradient estimate (k = 1) per step, 
 Gumbel-Softmax (tau = 0.5, fixed), ARM, DisARM, REBAR and RELAX:
 
 * ms per gradient step: build the distribution at a fresh scalar logit, sample, cost, backward
-  (Storchastic: ``method(Bernoulli)``, ``storch.add_cost``, ``storch.backward()``; vitools:
-  ``est(problem, theta, 1).sum().backward()``); the median over ``--steps`` steps, control
-  variates frozen;
+  (Storchastic: ``method(Bernoulli)``, ``storch.add_cost``,
+  ``storch.backward(update_estimator_params=False)``; vitools, in ``eval()`` mode:
+  ``est(problem.at(theta), 1).surrogate.sum().backward()``); best of 5 interleaved rounds (the
+  libraries' steps in turn) of the median over ``--steps`` / 5 steps, control variates frozen;
 * the mean, the bias z-score against the exact gradient p(1-p)(1-2t), and the variance of
   ``--n`` estimates (Storchastic: a loop of steps, since its estimators hold one graph per call;
-  vitools: ``grad_samples``, vectorized). REBAR/RELAX control variates (temperature, eta, and
-  RELAX's network) are first trained for ``--cv-steps`` Adam steps on the gradient variance in
-  both libraries (vitools: ``prepare``).
+  vitools: ``grad_samples``, vectorized, the estimator frozen). Control variates (REBAR/RELAX:
+  temperature, eta, and RELAX's network) are first trained on the same terms in both
+  libraries: ``--cv-steps`` Adam steps at learning rate ``--cv-lr`` on the second moment of
+  single estimates at the logit (batch 1: Storchastic's step is one estimate at a scalar
+  logit; vitools: ``est.warm_up(problem.at(theta[None]), 1, steps, lr)``, then
+  ``grad_samples(..., warm_up=False)``, so nothing is reset or retrained).
 
 Sigmoid belief net. One 1-layer linear SBN with 20 bits (``vitools.models.sbn.SBN(196, (20,))``
 on the bundled 14x14 digits, 1000 training digits, pretrained by 300 DisARM steps), used by
@@ -25,7 +29,7 @@ q(h|x) = Bernoulli(logits=enc(x)) sampled by ``storch.method.<Method>("h")`` and
 baseline in either library), Gumbel-Softmax (tau = 0.5), ARM, DisARM, REBAR and RELAX:
 
 * ms per gradient step on a minibatch of 50 digits (forward, surrogate, backward; no optimizer
-  step; control variates frozen: vitools ``loss(..., update=False)``, Storchastic
+  step; control variates frozen: vitools ``est.eval()`` and ``est(model.on(x), 1).surrogate``, Storchastic
   ``storch.backward(update_estimator_params=False)``), best of 5 interleaved rounds of the
   median, every estimator and library on the same minibatches;
 * the inference network's gradient variance per single-sample estimate (trace over
@@ -37,15 +41,19 @@ baseline in either library), Gumbel-Softmax (tau = 0.5), ARM, DisARM, REBAR and 
   over the encoder's 20 bias entries (= the logits' gradient) of the 3 digits, the relative error
   of the mean next to the error that noise alone gives, and the decoder-bias gradient's
   projection on its exact value (1 for a correct estimate of the generative gradient).
-  REBAR/RELAX control parameters are trained first for ``--sbn-cv-steps`` steps on minibatches
-  of 50 (Storchastic: Adam 1e-2 on ``control_params``; vitools: ``fit_control_variate``).
+  REBAR/RELAX control parameters are trained first on equal terms: ``--sbn-cv-steps`` Adam steps
+  at ``--cv-lr`` on the same sequence of minibatches of 50 digits in both libraries (Storchastic:
+  ``storch.backward(update_estimator_params=True)`` and Adam on ``control_params``; vitools:
+  ``est.warm_up(next minibatch target, 1, steps, lr)``), each on its own variance objective (the
+  second moment of the logit gradient, averaged over the minibatch).
 
 Storchastic is a bench-only dependency, never a project one. Install it without letting it
 replace torch: ``.venv/bin/pip install --no-deps storchastic entmax`` (it also needs pyro-ppl,
 pyro-api and opt_einsum; install them the same way if missing). Without it the script prints
 why and exits cleanly. A Storchastic estimator that raises is reported as FAILED with its error.
 
-    .venv/bin/python bench/storchastic_compare.py [--quick] [--n 4000] [--sbn-n 2000] [--threads 2] [--sbn-only]
+    .venv/bin/python bench/storchastic_compare.py [--quick] [--n 4000] [--sbn-n 2000] [--cv-steps 500]
+        [--sbn-cv-steps 300] [--cv-lr 0.01] [--threads 1] [--sbn-only]
 
 Writes bench/results/storchastic.md.
 """
@@ -88,48 +96,53 @@ def storch_method(name):
     return getattr(sm, name)("b")
 
 
-def storch_step(method):
-    """One Storchastic gradient estimate at logit 1: returns (gradient, seconds)."""
+def storch_step(method, update: bool = False):
+    """One Storchastic gradient estimate at logit 1: returns (gradient, seconds). ``update``: also
+    compute the gradient of its control parameters (training); otherwise they are frozen."""
     import storch
     start = time.perf_counter()
     theta = torch.tensor([LOGIT], requires_grad=True)
     b = method(torch.distributions.Bernoulli(logits=theta))
     storch.add_cost(((b.float() - TARGET) ** 2).sum(-1), "cost")   # .float(): DisARM samples are bool
-    storch.backward()
+    storch.backward(update_estimator_params=update)
+    if not update:                                  # frozen: the queued (sample, cost) pairs would pile up
+        getattr(method, "_estimation_pairs", []).clear()
     return theta.grad.detach().clone(), time.perf_counter() - start
 
 
-def measure_storch(name, n, steps, cv_steps):
+def measure_storch(name, n, cv_steps, cv_lr):
+    """``n`` Storchastic estimates after training its control parameters (if any) for ``cv_steps``
+    Adam steps at ``cv_lr``, and a function making one more (frozen: no optimizer step)."""
     method = storch_method(name)
     params = list(getattr(method, "control_params", []))
-    if params:
-        opt = torch.optim.Adam(params, lr=1e-2)
+    if params and cv_steps:
+        opt = torch.optim.Adam(params, lr=cv_lr)
         for _ in range(cv_steps):                  # train temperature / eta / c_phi on the variance
             opt.zero_grad()
-            storch_step(method)
+            storch_step(method, update=True)
             opt.step()
             opt.zero_grad()
-    grads, times = [], []
-    for i in range(n):                              # Storchastic builds one graph per estimate
-        g, sec = storch_step(method)
-        grads.append(g)
-        if i < steps:
-            times.append(sec)
+    grads = []
+    for _ in range(n):                              # Storchastic builds one graph per estimate
+        grads.append(storch_step(method)[0])
     for p in params:
         p.grad = None
-    return torch.cat(grads)[:, None], 1000 * statistics.median(times)
+    return torch.cat(grads)[:, None], lambda: storch_step(method)
 
 
-def measure_vitools(name, opts, problem, n, steps, cv_steps):
+def measure_vitools(name, opts, problem, n, cv_steps, cv_lr):
+    """Gradient estimates, a one-step function and whether the estimator had anything to train. Every
+    estimator is warmed up the same way (one estimate per step at the logit, as Storchastic's
+    training step); those without learned state return at once."""
     est = vt.estimators.get(name, **opts)
-    theta = problem.init_params()
-    if cv_steps:
-        est.prepare(problem, theta, 1)
-    g = grad_samples(est, problem, theta, n=n, seed=0)
+    theta = problem.init_params().detach()
+    trained = bool(est.warm_up(problem.at(theta[None]), 1, steps=cv_steps, lr=cv_lr))
+    g = grad_samples(est, problem, theta, n=n, seed=0, warm_up=False)     # frozen, not retrained
+    est.eval()
 
     def step():
-        est(problem, torch.tensor([LOGIT], requires_grad=True), 1).sum().backward()
-    return g, interleaved_ms([step], steps, rounds=1, warmup=3)[0]
+        est(problem.at(torch.tensor([LOGIT], requires_grad=True)), 1).surrogate.sum().backward()
+    return g, step, trained
 
 
 def row(label, lib, g, ms, exact):
@@ -140,35 +153,40 @@ def row(label, lib, g, ms, exact):
 def toy_section(args, version) -> list[str]:
     """The Bernoulli toy table and its notes."""
     n, steps, cv_steps = (600, 100, 100) if args.quick else (args.n, args.steps, args.cv_steps)
+    cv_lr, per_round = args.cv_lr, max(1, steps // 5)
     torch.manual_seed(0)
     problem = vt.problems.BernoulliQuadratic(TARGET, init=LOGIT)
     exact = problem.exact_grad(problem.init_params())
     rows, extra = [], []
     for label, (name, opts), sname in LINE_UP:
-        uses_cv = name in ("rebar", "relax")
-        g, ms = measure_vitools(name, opts, problem, n, steps, cv_steps if uses_cv else 0)
-        rows.append(row(label, "vitools", g, ms, exact))
-        print(rows[-1], flush=True)
+        g_v, step_v, trained = measure_vitools(name, opts, problem, n, cv_steps, cv_lr)
         try:
-            g, ms = measure_storch(sname, n, steps, cv_steps if uses_cv else 0)
-            rows.append(row(label, f"Storchastic `{sname}`", g, ms, exact))
+            g_s, step_s = measure_storch(sname, n, cv_steps, cv_lr)
+            contrast = measure_storch(sname, n, 0, cv_lr) if trained else None   # untrained, for contrast
+            timed = [step_v, step_s] + ([contrast[1]] if contrast else [])
+            ms = interleaved_ms(timed, per_round, rounds=5, warmup=3)            # side by side
         except Exception as err:                    # noqa: BLE001  (report what fails, never fake a row)
+            rows.append(row(label, "vitools", g_v, interleaved_ms([step_v], per_round, rounds=5, warmup=3)[0], exact))
             rows.append((label, f"Storchastic `{sname}`: FAILED {type(err).__name__}: {err}", None, None, None, None))
-        print(rows[-1], flush=True)
-        if uses_cv:                                 # Storchastic's control variates untrained, for contrast
-            g, ms = measure_storch(sname, n, steps, 0)
-            extra.append(row(label, f"Storchastic `{sname}`, control variate untrained", g, ms, exact))
-            print(extra[-1], flush=True)
+            print(rows[-2:], flush=True)
+            continue
+        rows.append(row(label, "vitools", g_v, ms[0], exact))
+        rows.append(row(label, f"Storchastic `{sname}`", g_s, ms[1], exact))
+        if contrast:
+            extra.append(row(label, f"Storchastic `{sname}`, control variate untrained", contrast[0], ms[2], exact))
+        print(rows[-2:], extra[-1:] if contrast else "", flush=True)
     p = torch.sigmoid(torch.tensor(LOGIT))
     lines = [
         "# vitools and Storchastic on the Bernoulli toy", "",
         f"E[(b - {TARGET})^2] at logit {LOGIT}, exact gradient p(1-p)(1-2t) = {float(exact.squeeze()):.5f} "
         f"(p = {float(p):.3f}). {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, storchastic {version}, {time.strftime('%Y-%m-%d')}. One estimate (k = 1) per "
-        f"step; ms / step = median over {steps} steps (fresh scalar logit, sample, cost, backward; control variates "
-        f"frozen); mean, bias z and variance from n = {n} estimates (Storchastic: a loop of steps; vitools: "
-        f"`grad_samples`, vectorized). REBAR/RELAX control variates trained first for {cv_steps} steps "
-        "(Storchastic: Adam 1e-2 on `control_params`; vitools: `prepare`). |bias z| > 4 flags a biased estimate.", "",
+        f"step; ms / step = best of 5 interleaved rounds (each library's step in turn) of the median over "
+        f"{per_round} steps (fresh scalar logit, sample, cost, backward; control variates frozen); mean, bias z and variance from n = {n} estimates (Storchastic: a loop of steps; vitools: "
+        f"`grad_samples`, vectorized). Control-variate training, equal in both libraries: {cv_steps} Adam steps, "
+        f"learning rate {cv_lr:g}, batch 1 (one estimate at the logit per step), on the second moment of the "
+        "logit gradient (Storchastic: `storch.backward()` and Adam on `control_params`; vitools: "
+        "`est.warm_up(problem.at(theta[None]), 1, steps, lr)`, then frozen). |bias z| > 4 flags a biased estimate.", "",
         "| estimator | library | ms / step | Storchastic / vitools time | mean gradient | bias z | variance | Storchastic / vitools variance |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -186,8 +204,9 @@ def toy_section(args, version) -> list[str]:
               "- Storchastic's DisARM is biased on this toy (|bias z| well above 4, variance about 13x vitools'); "
               "its source marks it `TODO: This doesn't follow the current implementation` (storch/method/arm.py). "
               "The cause is traced in the sigmoid belief net notes below.",
-              "- Storchastic's REBAR and RELAX with untrained control variates (temperature 1, eta 1) are biased here; "
-              "storch/method/relax.py carries `TODO: This doesn't work ...` in REBAR's `post_sample`. After training "
+              "- Storchastic's REBAR with untrained control variates (temperature 1, eta 1) is biased here (its RELAX "
+              "untrained shows no detected bias in this run); storch/method/relax.py carries `TODO: This doesn't "
+              "work ...` in REBAR's `post_sample`. After training "
               "the control parameters on the gradient variance the bias is no longer detected, but REBAR's variance "
               "is REINFORCE's and RELAX's is far larger: neither reduces variance as vitools' do.",
               "- Storchastic installs with `--no-deps` next to torch 2.13 and every estimator here runs; its "
@@ -252,7 +271,21 @@ def sbn_storch_step(model, method, xb, update: bool = False, detach: bool = Fals
 
 
 def sbn_vitools_step(model, est, xb) -> None:
-    (-est.loss(model, xb, 1, update=False).mean()).backward()
+    """One frozen vitools estimate on ``xb`` (``est`` in ``eval()`` mode); gradients land in ``.grad``."""
+    (-est(model.on(xb), 1).surrogate.mean()).backward()
+
+
+def control_values(est) -> str:
+    """The estimator's own scalar control parameters after training (``states.<target>.<name>``; not
+    those of its networks), a log-temperature shown as the temperature."""
+    out = []
+    for name, p in est.named_parameters():
+        if p.numel() == 1 and name.count(".") == 2:
+            key, value = name.rsplit(".", 1)[-1], float(p.detach())
+            if key.startswith("log_"):
+                key, value = key[4:], float(p.detach().exp())
+            out.append(f"{key} {value:.3f}")
+    return ", ".join(out)
 
 
 @torch.no_grad()
@@ -307,7 +340,7 @@ def sbn_rows_vitools(model, est, xd, batches: int, m: int) -> torch.Tensor:
     params = [model.encoders[0].weight, model.encoders[0].bias, model.decoders[0].bias]
     rows = []
     for _ in range(batches):
-        loss = est.loss(model, xd[None].expand(m, xd.shape[0]), 1, update=False).mean()
+        loss = est(model.on(xd[None].expand(m, xd.shape[0])), 1).surrogate.mean()     # est frozen (eval)
         rows.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]))
     return torch.stack(rows)
 
@@ -329,6 +362,7 @@ def sbn_section(args) -> list[str]:
 
     quick = args.quick
     pre_steps, cv_steps = (100, 50) if quick else (300, args.sbn_cv_steps)
+    cv_lr = args.cv_lr
     n_storch, (batches, m) = (300, (20, 50)) if quick else (args.sbn_n, (100, 100))
     digits, per_round = (1, 4) if quick else (3, 12)
     x = vt.data.small_digits("train", n=1000)
@@ -337,27 +371,29 @@ def sbn_section(args) -> list[str]:
     sbn.train_sbn(model, vt.estimators.get("disarm"), x, steps=pre_steps, batch_size=SBN_BATCH, lr=3e-3,
                   progress=False)
     elbo = sbn.evaluate(model, x)
+    # control-variate training: the same minibatches, steps, optimizer and learning rate in both libraries
+    gen = torch.Generator().manual_seed(2)
+    cv_index = [torch.randint(x.shape[0], (SBN_BATCH,), generator=gen) for _ in range(max(cv_steps, 1))]
     n_enc = sum(p.numel() for p in model.encoders[0].parameters())
     errors = {}                                      # (label, library) -> error text
     trained = []                                     # control parameters after training
     runs = []                                        # [label, library, kind, estimator or method]
     for label, (name, opts), variants in SBN_LINE_UP:
         est = vt.estimators.get(name, **opts)
-        if name in ("rebar", "relax"):
-            est.fit_control_variate(model, x, k=1, steps=cv_steps, batch_size=SBN_BATCH)
-            trained.append(f"{label} vitools: temperature {float(est.log_temperature.exp()):.3f}, "
-                           f"eta {float(est.eta):.3f}")
+        minibatches = iter(cv_index)
+        if est.warm_up(lambda: model.on(x[next(minibatches)]), 1, steps=cv_steps, lr=cv_lr):
+            trained.append(f"{label} vitools: {control_values(est)}")
+        est.eval()                                   # frozen from here on
         runs.append([label, "vitools", "vitools", est])
         for lib, sname, sopts in variants:
             lib = f"Storchastic {lib}"
             try:
                 method = sbn_storch_method(sname, sopts)
                 params = list(getattr(method, "control_params", []))
-                if params:                           # train temperature / eta / c_phi on the variance
-                    opt = torch.optim.Adam(params, lr=1e-2)
-                    for _ in range(cv_steps):
-                        sbn_storch_step(model, method, x[torch.randint(x.shape[0], (SBN_BATCH,))], update=True,
-                                        detach=sopts.get("detach", False))
+                if params and cv_steps:              # train temperature / eta / c_phi on the variance
+                    opt = torch.optim.Adam(params, lr=cv_lr)
+                    for index in cv_index[:cv_steps]:
+                        sbn_storch_step(model, method, x[index], update=True, detach=sopts.get("detach", False))
                         opt.step()
                         opt.zero_grad(set_to_none=True)
                     model.zero_grad(set_to_none=True)
@@ -432,9 +468,11 @@ def sbn_section(args) -> list[str]:
         "estimate; relative error of the mean logit gradient ||mean - exact|| / ||exact|| next to the error noise "
         "alone gives (its standard error's norm / ||exact||): where the latter is near or above 1 the test cannot "
         "see a bias as large as the gradient. Decoder bias gradient: the projection of the mean on the exact "
-        "gradient, mean(g).g / g.g (1 when correct). REBAR/RELAX control parameters trained first for "
-        f"{cv_steps} steps on minibatches of {SBN_BATCH} (Storchastic: Adam 1e-2 on `control_params`; vitools: "
-        "`fit_control_variate`).", "",
+        "gradient, mean(g).g / g.g (1 when correct). Control-variate training, equal in both libraries: "
+        f"{cv_steps} Adam steps, learning rate {cv_lr:g}, on the same {cv_steps} minibatches of {SBN_BATCH} digits, "
+        "each library on its second moment of the logit gradient (Storchastic: "
+        "`storch.backward(update_estimator_params=True)` and Adam on `control_params`; vitools: "
+        "`est.warm_up(next minibatch, 1, steps, lr)`).", "",
         "| estimator | library | ms / step | Storchastic / vitools time | encoder gradient variance | "
         "Storchastic / vitools variance | max abs bias z | rel. error of mean (noise alone) | "
         "decoder gradient / exact |",
@@ -498,7 +536,7 @@ SBN_NOTES = [
     "- Gumbel-Softmax is biased in both libraries by the same amount (the same relaxed estimator: equal "
     "relative error of the mean and equal variance); its |bias z| differs only through the number of estimates.",
     "- Storchastic's REBAR and RELAX backward passes build a double-backward graph (`create_graph=True`) even "
-    "with their control parameters frozen; vitools' `loss(..., update=False)` does not.",
+    "with their control parameters frozen; vitools' estimators in `eval()` mode do not.",
 ]
 
 
@@ -510,7 +548,9 @@ def main():
     parser.add_argument("--cv-steps", type=int, default=500)
     parser.add_argument("--sbn-n", type=int, default=2000, help="Storchastic single estimates per digit (SBN)")
     parser.add_argument("--sbn-cv-steps", type=int, default=300)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cv-lr", type=float, default=1e-2,
+                        help="Adam learning rate of the control-variate training, both libraries")
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sbn-only", action="store_true",
                         help="keep the toy section already in the results file; measure the SBN section only")
     args = parser.parse_args()

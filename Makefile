@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 # The printed URL opens the first notebook (also when no browser opens by itself).
 lab: $(STAMP)
-	$(THREADS) $(BIN)/jupyter lab --ServerApp.default_url=/lab/tree/$(FIRST_NOTEBOOK)
+	$(THREADS) $(BIN)/jupyter lab --LabApp.default_url=/lab/tree/$(FIRST_NOTEBOOK)
 
 test: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest

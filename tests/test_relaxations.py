@@ -9,7 +9,6 @@ from torch import distributions as D
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli
 from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
 
-import vitools as vt
 from vitools import relaxations as R
 from vitools.relaxations import BinaryConcrete, ExpConcrete
 
@@ -37,78 +36,6 @@ def hard_from(z: torch.Tensor, categorical: bool) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------ old vs new
-def test_old_implementations_agree_bitwise():
-    """Same seed, same outputs (values and gradients) as vitools.estimators.relaxed / relaxed_sbn /
-    control. To be rewritten once the old functions are removed."""
-    from vitools.estimators import control, relaxed, relaxed_sbn
-
-    def same(new_fn, old_fn, *tensors):
-        """Run both under the same seed; compare outputs and gradients w.r.t. ``tensors`` bitwise."""
-        outs = []
-        for fn in (new_fn, old_fn):
-            torch.manual_seed(7)
-            leaves = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in tensors]
-            out = fn(*leaves)
-            grads = torch.autograd.grad(out.sum(), [x for x in leaves if x.requires_grad],
-                                        allow_unused=True) if out.requires_grad else ()
-            outs.append((out.detach(), grads))
-        (a, ga), (b, gb) = outs
-        assert a.dtype == b.dtype and torch.equal(a, b), new_fn
-        for x, y in zip(ga, gb):
-            assert (x is None and y is None) or torch.equal(x, y), new_fn
-
-    assert R.TINY == relaxed.TINY
-    for dtype in (torch.float32, F64):
-        like = torch.zeros((), dtype=dtype)
-        gen = torch.Generator().manual_seed(3)
-        logits = (3 * torch.randn(50, 5, generator=gen)).to(dtype)
-        u = torch.rand(50, 5, generator=gen).clamp(R.TINY, 1 - R.TINY).to(dtype)
-        v = torch.rand(50, 5, generator=gen).clamp(R.TINY, 1 - R.TINY).to(dtype)
-        bits = (torch.rand(50, 5, generator=gen) < 0.5).to(dtype)
-        onehot = torch.nn.functional.one_hot(torch.randint(5, (50,), generator=gen), 5).to(dtype)
-        for new, old in ((R.uniform, relaxed.uniform), (R.logistic_noise, relaxed.logistic_noise),
-                         (R.gumbel_noise, relaxed.gumbel_noise)):
-            same(lambda: new((40, 3), like), lambda: old((40, 3), like))
-        same(R.noise, relaxed_sbn.noise, u)
-        same(R.logistic_score, relaxed_sbn.logistic_score, u)
-        for hard, cat in ((bits, False), (onehot, True)):
-            same(lambda lg, h: R.gapped_logits(lg, h, 1.3, cat), lambda lg, h: relaxed.gapped_logits(lg, h, 1.3, cat),
-                 logits, hard)
-        same(lambda lg: R.igr_simplex(lg, 4, 0.6, 1.7, 1.0), lambda lg: relaxed.igr_simplex(lg, 4, 0.6, 1.7, 1.0), logits)
-        costs = torch.randn(8, generator=gen).to(dtype)
-        same(R.multilinear_bits, relaxed.multilinear_bits, costs, u[:, :3])
-        same(R.conditional_bits, relaxed_sbn.conditional_bits, bits, logits, v)
-        for new, old, extra in ((R.concrete_bits, relaxed_sbn.concrete_bits, {"temperature": 0.6}),
-                                (R.straight_through_bits, relaxed_sbn.straight_through_bits, {"temperature": 0.6}),
-                                (R.gapped_straight_through_bits, relaxed_sbn.gapped_straight_through_bits,
-                                 {"temperature": 0.6, "gap": 1.3}),
-                                (R.igr_bits, relaxed_sbn.igr_bits, {"temperature": 0.6, "sigma": 1.7})):
-            same(lambda lg, uu: new(lg, uu, **extra), lambda lg, uu: old(lg, uu, **extra), logits, u)
-
-        # conditional noise: control.conditional_noisy_logits draws its own uniforms
-        cat_problem = vt.problems.CategoricalCost(logits=[0.2, -0.5, 1.0, 0.1])
-        bit_problem = vt.problems.FactorisedBernoulli(costs=torch.randn(8, generator=gen))
-        for problem, cond in ((cat_problem, R.conditional_gumbels), (bit_problem, R.conditional_bits)):
-            latent = relaxed.Latent(problem, problem.init_params().detach().to(dtype))
-            lg = latent.logits.expand(30, *latent.logits.shape)
-            hard = latent.hard_from(latent.noisy_logits(30))
-            same(lambda l: cond(hard, l, R.uniform(hard.shape, l.detach())),
-                 lambda l: control.conditional_noisy_logits(latent, hard, l), lg)
-
-        # the distributions: samples, densities, gradients; float and tensor temperatures
-        for tau in (0.6, torch.tensor(0.6), torch.tensor(0.6, dtype=F64), 3.0):
-            for new, old, lg in ((BinaryConcrete, relaxed.BinaryConcrete, logits),
-                                 (ExpConcrete, relaxed.ExpConcrete, logits)):
-                same(lambda l: new(l, tau).rsample((6,)), lambda l: old(l, tau).rsample((6,)), lg)
-                y = new(logits, tau).rsample((6,)).detach()
-                same(lambda l, yy: new(l, tau).log_prob(yy), lambda l, yy: old(l, tau).log_prob(yy), lg, y)
-                same(lambda yy: new.probs_of(yy), lambda yy: old.probs_of(yy), y)
-            x = torch.sigmoid(logits)
-            same(lambda l, xx: BinaryConcrete(l, tau).log_prob_bit(xx),
-                 lambda l, xx: relaxed.BinaryConcrete(l, tau).log_prob_bit(xx), logits, x)
-
-
-# ------------------------------------------------------------------------------ against torch
 def test_binary_concrete_density_is_torchs_logit_relaxed_bernoulli():
     gen = torch.Generator().manual_seed(0)
     logits = 3 * torch.randn(4, 3, generator=gen, dtype=F64)

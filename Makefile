@@ -11,7 +11,7 @@ FIRST_NOTEBOOK := notebooks/00_gradient_of_an_expectation.ipynb
 THREADS  := VITOOLS_THREADS=$${VITOOLS_THREADS:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}
 TEST_ENV := $(THREADS)
 
-.PHONY: lab test unit notebooks-test browser-test student site bench execute-notebooks clean
+.PHONY: lab test unit notebooks-test browser-test student site bench reproduce execute-notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,15 @@ execute-notebooks: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Paper reproductions: `make reproduce` runs every bench/reproduce/<name>.py in turn,
+# `make reproduce-<name>` one of them; each writes bench/results/reproductions/<name>.json.
+REPRODUCTIONS := $(basename $(notdir $(filter-out %/__init__.py %/common.py,$(wildcard bench/reproduce/*.py))))
+
+reproduce: $(addprefix reproduce-,$(REPRODUCTIONS))
+
+reproduce-%: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m bench.reproduce.$*
 
 clean:
 	rm -rf $(VENV) .pytest_cache build

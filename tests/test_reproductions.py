@@ -1,0 +1,60 @@
+"""Stored reproductions follow the schema, and the writer writes it atomically."""
+import json
+from pathlib import Path
+
+import pytest
+
+from vitools.plots import reproductions
+
+STORED = sorted(reproductions.DEFAULT_DIR.glob("*.json"))
+
+
+@pytest.mark.parametrize("path", STORED, ids=[p.stem for p in STORED])
+def test_every_stored_reproduction_follows_the_schema(path):
+    result = reproductions.check_result(json.loads(path.read_text()))
+    assert result["name"] == path.stem
+    assert result["seconds"] > 0
+    seeds = {}
+    for run in result["runs"]:
+        seeds.setdefault(run["method"], set()).add(run["seed"])
+    assert all(len(s) >= 3 for s in seeds.values()), f"every method needs at least 3 seeds, got {seeds}"
+
+
+def _result(**change):
+    base = {"name": "toy", "paper": "1234.5678", "finding": "a beats b", "command": "python x",
+            "commit": "abc", "machine": "cpu", "date": "2026-12-01", "seconds": 1.0,
+            "metric": "bound (nats, higher is better)", "reference": {"label": "independent pixels", "value": -1.0},
+            "runs": [{"method": "a", "seed": 0, "steps": 2, "curve": [[0, -2.0], [2, -0.5]], "final": -0.5}]}
+    base.update(change)
+    return base
+
+
+@pytest.mark.parametrize("change,word", [
+    ({"paper": None}, None), ({"metric": "bound"}, "metric"), ({"reference": {"label": "x"}}, "reference"),
+    ({"runs": []}, "runs"), ({"runs": [{"method": "a"}]}, "seed"),
+    ({"runs": [{"method": "a", "seed": 0, "steps": 1, "curve": [[0, float("nan")]], "final": 0.0}]}, "curve"),
+])
+def test_check_result_names_what_is_wrong(change, word):
+    result = _result(**change)
+    if word is None:
+        del result["paper"]
+        word = "paper"
+    with pytest.raises(ValueError, match=word):
+        reproductions.check_result(result)
+
+
+def test_writer_writes_atomically_and_validates(tmp_path):
+    from bench.reproduce.common import run, write_result
+
+    runs = [run("a", s, 2, [[0, -2.0], [2, -0.5]], -0.5) for s in range(3)]
+    path = write_result("toy", "1234.5678", "a beats b", "bound (nats, higher is better)",
+                        {"label": "independent pixels", "value": -1.0}, runs, 1.0, results_dir=tmp_path)
+    assert json.loads(path.read_text())["runs"][0]["curve"] == [[0, -2.0], [2, -0.5]]
+    with pytest.raises(ValueError, match="metric"):
+        write_result("bad", "1", "f", "bound", {"label": "x", "value": 0.0}, runs, 1.0, results_dir=tmp_path)
+    assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["toy.json"]        # nothing half-written
+
+
+def test_load_names_a_missing_reproduction(tmp_path):
+    with pytest.raises(ValueError, match="make reproduce-nothing"):
+        reproductions.load("nothing", tmp_path)

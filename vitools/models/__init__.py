@@ -8,9 +8,11 @@
   relaxations (Jang et al. 2017, arXiv:1611.01144; Maddison et al. 2017, arXiv:1611.00712).
 * :mod:`.ssm` -- linear Gaussian state-space models with the Kalman filter and exact proposals.
 * :mod:`.vrnn` -- the variational RNN (Chung et al. 2015, arXiv:1506.02216) used by FIVO.
+* :mod:`.reference` -- independent Bernoulli units (pixels, keys): the no-latent reference.
 """
-from . import categorical_vae, sbn, ssm, vae, vrnn
+from . import categorical_vae, reference, sbn, ssm, vae, vrnn
 from .categorical_vae import CategoricalVAE, DiscreteBounds
+from .reference import IndependentBernoulli
 from .sbn import SBN
 from .ssm import LearnableProposal, LinearGaussianProposal, LinearGaussianSSM
 from .vrnn import VRNN
@@ -18,4 +20,4 @@ from .vae import ExactBounds, GaussianVAE, exact_bounds, expected_elbo
 
 __all__ = ["GaussianVAE", "ExactBounds", "exact_bounds", "expected_elbo", "SBN", "LinearGaussianSSM",
            "LinearGaussianProposal", "LearnableProposal", "VRNN", "CategoricalVAE", "DiscreteBounds",
-           "categorical_vae", "sbn", "ssm", "vae", "vrnn"]
+           "IndependentBernoulli", "categorical_vae", "reference", "sbn", "ssm", "vae", "vrnn"]

@@ -9,7 +9,7 @@ FIRST_NOTEBOOK := notebooks/00_gradient_of_an_expectation.ipynb
 # are small, so one thread is as fast as two and stays fast when another process shares the
 # cores; torch's default threads made a 10 s notebook take 300 s beside one busy process.
 THREADS  := VITOOLS_THREADS=$${VITOOLS_THREADS:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}
-TEST_ENV := $(THREADS)
+TEST_ENV := $(THREADS) VITOOLS_PROGRESS=$${VITOOLS_PROGRESS:-0}
 
 .PHONY: lab test unit notebooks-test browser-test student site bench reproduce execute-notebooks clean
 

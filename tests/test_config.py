@@ -1,4 +1,5 @@
 """Tests for vitools.config: device selection, seeding, generators."""
+import io
 import random
 
 import numpy as np
@@ -143,3 +144,16 @@ def test_numpy_integer_seeds_are_accepted_everywhere():
     with vt.config.seeded(seed):
         a = torch.randn(2)
     assert torch.equal(a, torch.randn(2, generator=vt.config.generator(seed, on="cpu")))
+
+
+def test_progress_bars_follow_vitools_progress(monkeypatch):
+    monkeypatch.setenv("VITOOLS_PROGRESS", "0")
+    assert not vt.config.progress_enabled()
+    assert vt.config.progress(range(3)).disable
+    monkeypatch.setenv("VITOOLS_PROGRESS", "1")
+    assert vt.config.progress_enabled()
+    assert not vt.config.progress(range(3), file=io.StringIO()).disable
+    assert vt.config.progress(range(3), disable=True).disable
+    monkeypatch.setenv("VITOOLS_PROGRESS", "maybe")
+    with pytest.raises(ValueError, match="VITOOLS_PROGRESS"):
+        vt.config.progress_enabled()

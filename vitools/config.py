@@ -36,6 +36,7 @@ import torch
 
 ENV_DEVICE = "VITOOLS_DEVICE"
 ENV_THREADS = "VITOOLS_THREADS"
+ENV_PROGRESS = "VITOOLS_PROGRESS"
 DEFAULT_DTYPE = torch.float32
 
 
@@ -139,3 +140,21 @@ def _check_seed(seed) -> int:
 
 
 threads()
+
+
+def progress_enabled() -> bool:
+    """Whether progress bars are drawn: yes, unless ``VITOOLS_PROGRESS=0`` (set by ``make
+    execute-notebooks`` and ``make test``, so that stored outputs hold no frozen bar)."""
+    value = os.environ.get(ENV_PROGRESS, "1").strip().lower()
+    if value not in ("0", "1", "false", "true", "no", "yes", ""):
+        raise ValueError(f"{ENV_PROGRESS} must be 0 or 1, got {value!r}")
+    return value not in ("0", "false", "no")
+
+
+def progress(iterable=None, **kwargs):
+    """``tqdm.auto.tqdm(iterable, **kwargs)``, switched off when :func:`progress_enabled` says so
+    (``disable=True`` in ``kwargs`` always wins)."""
+    from tqdm.auto import tqdm
+
+    kwargs["disable"] = kwargs.get("disable", False) or not progress_enabled()
+    return tqdm(iterable, **kwargs)

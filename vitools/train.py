@@ -30,7 +30,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import checks, config
 
@@ -191,7 +190,7 @@ def fit(loss_fn, params_or_module, data=None, steps: int = 1000, batch_size: int
 
         if eval_fn is not None:
             evaluate(0)
-        bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=True)
+        bar = config.progress(range(1, steps + 1), desc=desc, disable=not progress, leave=True)
         for step in bar:
             if tensors is None:
                 loss = loss_fn()

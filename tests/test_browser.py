@@ -178,9 +178,10 @@ def _move_one_control(explorer, page) -> str:
     return "dropdown"
 
 
-def _figure(explorer) -> bytes:
-    figures = explorer.locator("img, canvas")
-    return b"".join(figures.nth(i).screenshot() for i in range(figures.count()))
+def _figure(explorer) -> str:
+    """The explorer's figures as data, read in one step (an update replaces the elements)."""
+    return explorer.evaluate(
+        "e => [...e.querySelectorAll('img, canvas')].map(x => x.tagName === 'IMG' ? x.src : x.toDataURL()).join('|')")
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -203,6 +204,7 @@ def test_notebook_runs_in_jupyterlab_and_its_explorers_respond(lab, browser, nam
             while _figure(explorer) == before:
                 assert time.monotonic() < deadline, f"explorer {k}: moving its {control} left the figure unchanged"
                 page.wait_for_timeout(250)
+            page.wait_for_timeout(1000)
             explorer.screenshot(path=str(tmp_path / f"{name}-explorer{k}.png"))
         assert not _errors(page), _errors(page)
         print(f"{name}: Run All in {ran_s:.0f} s, {len(explorers)} explorer(s) responded")

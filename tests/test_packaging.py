@@ -11,6 +11,7 @@ checks that vitools is imported from the fresh environment.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -77,7 +78,8 @@ def test_installed_wheel_loads_the_bundled_data_outside_the_checkout(venv, tmp_p
         "rolls = vt.data.load_chorales()\n"
         "print(tuple(x.shape), tuple(xt.shape), int(yt.max()), tuple(rolls[0].shape[-1:]))\n"
     )
-    run = _run([str(venv), "-c", code], cwd=tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = _run([str(venv), "-c", code], cwd=tmp_path, env=env)
     location, shapes = run.stdout.strip().splitlines()[-2:]
     assert Path(location).is_relative_to(venv.parents[1].resolve()), f"vitools imported from {location}"
     assert not Path(location).is_relative_to(ROOT)

@@ -9,6 +9,8 @@ from a data directory.
   binarized once, for models that must train in notebook time.
 * :func:`load_chorales` -- polyphonic music as 88-key piano rolls: bundled Bach chorales
   (offline) or the canonical JSB Chorales split (see :mod:`.music`).
+* :func:`load_breast_cancer` -- the UCI breast-cancer data (569 x 30), bundled, split and
+  standardised, for Bayesian logistic regression (see :mod:`.breast_cancer`).
 * :mod:`.cache` -- the generic layer: :func:`data_dir`, :func:`register`, :func:`fetch`,
   :func:`sha256`, atomic writes; later data modules register their own files there.
 
@@ -20,10 +22,11 @@ The data directory is the ``data_dir=`` argument, else ``$VITOOLS_DATA_DIR``, el
     >>> x.shape
     torch.Size([10000, 784])
 """
-from . import cache, mnist, music
+from . import breast_cancer, cache, mnist, music
+from .breast_cancer import load_breast_cancer
 from .cache import data_dir, fetch, register, sha256
 from .mnist import binarize, downsample, load_mnist, small_digits
 from .music import load_chorales
 
-__all__ = ["cache", "mnist", "music", "data_dir", "fetch", "register", "sha256", "binarize", "downsample",
+__all__ = ["breast_cancer", "load_breast_cancer", "cache", "mnist", "music", "data_dir", "fetch", "register", "sha256", "binarize", "downsample",
            "load_mnist", "small_digits", "load_chorales"]

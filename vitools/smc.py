@@ -49,7 +49,10 @@ CRITERIA = ("always", "never", "ess")
 # ---------------------------------------------------------------------------- resampling
 
 def _no_nan(name: str, value: torch.Tensor) -> torch.Tensor:
-    """Log weights may hold -inf (zero weight) but never NaN or +inf."""
+    """Log weights may hold -inf (zero weight) but never NaN or +inf; they are floating point."""
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got "
+                         f"{value.dtype if isinstance(value, torch.Tensor) else type(value).__name__}")
     bad = torch.isnan(value) | (value == math.inf)
     if bad.any():
         raise ValueError(f"{name} must not contain NaN or +inf, got {value[bad].flatten()[0].item()!r} "
@@ -146,6 +149,20 @@ def check_sequences(x, mask=None) -> tuple[torch.Tensor, torch.Tensor]:
     return x, mask.to(x.dtype)
 
 
+def model_dtype(model) -> torch.dtype | None:
+    """The floating dtype a sequence model computes in: its ``dtype`` attribute, that of the
+    model it wraps (``.ssm``), or that of its first floating parameter; ``None`` if it has none."""
+    for owner in (model, getattr(model, "ssm", None)):
+        dtype = getattr(owner, "dtype", None)
+        if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+            return dtype
+    if isinstance(model, torch.nn.Module):
+        for p in model.parameters():
+            if p.is_floating_point():
+                return p.dtype
+    return None
+
+
 # ------------------------------------------------------------------------- the filter
 
 @dataclasses.dataclass
@@ -185,6 +202,9 @@ def _run(model, x, num_particles, mask, resampling, scheme, score_terms) -> Filt
         raise ValueError(f"score_terms=True needs multinomial resampling (the only scheme whose ancestor "
                          f"probabilities factorize over particles), got scheme={scheme!r}")
     x, mask = check_sequences(x, mask)
+    dtype = model_dtype(model)
+    if dtype is not None:                     # the filter computes in the model's dtype
+        x, mask = x.to(dtype), mask.to(dtype)
     batch, steps, k = x.shape[0], x.shape[1], num_particles
     state = model.initial_state(x, k)
     log_w = x.new_zeros(batch, k)

@@ -124,7 +124,8 @@ def rsample_beta(a: torch.Tensor, b: torch.Tensor, sample_shape=torch.Size(), me
     checks.positive("a", a)
     checks.positive("b", b)
     a, b = torch.broadcast_tensors(torch.as_tensor(a), torch.as_tensor(b))
-    dtype = a.dtype
+    dtype = torch.promote_types(a.dtype, b.dtype)            # float32 with float64: float64
+    a, b = a.to(dtype), b.to(dtype)
     if method == "gamma":
         log_g = rsample_log_standard_gamma(torch.stack([a, b], -1), sample_shape)
         x = torch.sigmoid(log_g[..., 0] - log_g[..., 1])

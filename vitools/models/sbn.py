@@ -114,13 +114,13 @@ class SBN(nn.Module):
 
     # ------------------------------------------------------------------ validation
     def check_data(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` must be ``[N, x_dim]`` with entries in {0, 1}."""
+        """``x`` must be ``[N, x_dim]`` with entries in {0, 1}; returned in the model's dtype and device."""
         if not isinstance(x, torch.Tensor) or x.dim() != 2:
             raise ValueError(f"x must be a 2-D tensor [N, {self.x_dim}], got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         checks.shape("x", x, (self.x_dim,), what="N examples of x_dim pixels")
         checks.binary("x", x)
-        return x
+        return x.to(device=self.prior_logits.device, dtype=self.prior_logits.dtype)
 
     def check_latents(self, hs, x: torch.Tensor) -> list[torch.Tensor]:
         """``hs`` must hold one ``[K, N, d_l]`` tensor per layer, with entries in {0, 1}."""
@@ -176,7 +176,7 @@ class SBN(nn.Module):
 
     def log_weights(self, x: torch.Tensor, k: int = 1) -> torch.Tensor:
         """$\\log p(x, h_j) - \\log q(h_j \\mid x)$ for ``k`` draws $h_j \\sim q$: ``[k, N]``."""
-        self.check_data(x)
+        x = self.check_data(x)
         checks.count("k", k)
         hs, log_q = self.sample(x, k)
         return sum(self.log_p_layers(x, hs)) - sum(log_q)
@@ -203,7 +203,7 @@ class SBN(nn.Module):
 
     def _enumerated(self, x: torch.Tensor):
         """``(log p(x, s), log q(s | x))`` for every state ``s``: two ``[S, N]`` tensors."""
-        self.check_data(x)
+        x = self.check_data(x)
         states = self.states()
         size = states[0].shape[0]
         chunk = max(1, CHUNK_ELEMENTS // (size * max(self.x_dim, self.hidden if self.nonlinear else 1)))
@@ -321,7 +321,7 @@ def active_units(model, x: torch.Tensor, threshold: float = 0.01) -> list[int]:
     """Active units per layer (Burda et al. 2016, Section 5.2): unit $u$ of layer $l$ is
     active when $\\mathrm{Cov}_x(\\mathbb{E}_{q}[h_{l,u} \\mid x]) > $ ``threshold``; the
     expectation is under $q$ (exact for layer 1, estimated with 100 draws above it)."""
-    model.check_data(x)
+    x = model.check_data(x)
     checks.positive("threshold", threshold)
     hs, _ = model.sample(x, 100)
     counts = []

@@ -116,7 +116,8 @@ def fit(loss_fn, params_or_module, data=None, steps: int = 1000, batch_size: int
         lr: float = 1e-3, optimizer: str | torch.optim.Optimizer = "adam", eval_fn: Callable | None = None,
         eval_every: int | None = None, seed: int | None = 0, progress: bool = True, device=None,
         log_every: int = 25, desc: str | None = None, k: int = 1, control_lr: float | None = None,
-        theta: torch.Tensor | None = None, control_batch: int | None = None) -> History:
+        theta: torch.Tensor | None = None, control_batch: int | None = None,
+        schedule: Callable[[int], float] | None = None) -> History:
     """Minimise ``loss_fn`` by stochastic gradient steps; return a :class:`History`.
 
     ``loss_fn`` is a callable, or an estimator: then ``params_or_module`` is the model (or the
@@ -127,6 +128,7 @@ def fit(loss_fn, params_or_module, data=None, steps: int = 1000, batch_size: int
     no extra entries, ``history.control_loss`` the control loss per step. For a toy problem,
     ``control_batch`` takes the control loss from a separate estimate on that many replicas of
     ``theta`` (as the REBAR and RELAX toy experiments do) instead of the step's own estimate.
+    ``schedule(step) -> factor`` multiplies the learning rate after each step (``LambdaLR``).
 
     ``data``: a tensor ``[N, ...]`` (or a tuple of tensors sharing ``N``, passed on as a
     tuple), moved once to ``device`` (default :func:`vitools.config.device`) and served in
@@ -168,6 +170,9 @@ def fit(loss_fn, params_or_module, data=None, steps: int = 1000, batch_size: int
         if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
             raise ValueError(f"lr must be a positive number, got {lr!r}")
         opt = OPTIMIZERS[optimizer](params, lr=float(checks.positive("lr", lr)))
+    if schedule is not None and not callable(schedule):
+        raise ValueError(f"schedule must be callable or None, got {type(schedule).__name__}")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, schedule) if schedule is not None else None
     tensors = _data(data, device)
     history = History()
     with config.seeded(seed):
@@ -212,6 +217,8 @@ def fit(loss_fn, params_or_module, data=None, steps: int = 1000, batch_size: int
             if controls is not None:          # before opt.step(): the control loss's graph holds the parameters
                 history.control_loss.append(controls.step())
             opt.step()
+            if scheduler is not None:
+                scheduler.step()
             history.steps.append(step)
             history.seconds.append(time.perf_counter() - start)
             pending.append(loss.detach().reshape(()))

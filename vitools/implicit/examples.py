@@ -134,23 +134,17 @@ class CircularMean(_Conjugate):
 
 def fit(model: _Conjugate, steps: int = 500, k: int = 16, lr: float = 0.05, seed: int = 0,
         init: torch.Tensor | None = None) -> dict:
-    """Maximise the ELBO with Adam (learning rate decayed to 5% linearly).
+    """Maximise the ELBO with Adam (learning rate decayed to 5% linearly) through
+    :func:`vitools.train.fit`.
 
     Returns ``{"params": [2] (``model.q_params``: shape/rate, a/b, location/concentration or
     precision), "elbo": [steps]}``.
     """
+    from .. import train
+
     steps, k = checks.count("steps", steps), checks.count("k", k)
     checks.positive("lr", lr)
     params = model.init() if init is None else checks.finite("init", init).clone().requires_grad_(True)
-    opt = torch.optim.Adam([params], lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1 - 0.95 * t / steps)
-    history = torch.empty(steps)
-    with config.seeded(seed):
-        for t in range(steps):
-            opt.zero_grad()
-            loss = -model.elbo(params, k)
-            loss.backward()
-            opt.step()
-            sched.step()
-            history[t] = -loss.detach()
-    return {"params": model.q_params(params.detach()), "elbo": history}
+    history = train.fit(lambda: -model.elbo(params, k), [params], steps=steps, lr=lr, seed=seed,
+                        progress=False, log_every=steps, schedule=lambda t: 1 - 0.95 * t / steps)
+    return {"params": model.q_params(params.detach()), "elbo": -torch.tensor(history.loss)}

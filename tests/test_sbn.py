@@ -116,6 +116,52 @@ def test_evaluate_and_log_likelihood_approach_exact():
     assert abs(ll - model.exact_log_px(x).mean().item()) < 0.05
 
 
+def test_evaluate_with_error_is_unbiased_for_the_exact_bound_and_its_error_is_honest():
+    model, x = tiny((2, 1), scale=2.0, seed=2), data(4)
+    with torch.no_grad():                                       # q(h | x) ignores x: L_2 well above the ELBO
+        for enc in model.encoders:
+            enc.weight.zero_()
+    torch.manual_seed(0)
+    xs = x.repeat(500, 1)                                       # 2,000 examples, 4 distinct digits
+    mean, se = sbn.evaluate_with_error(model, xs, k=2, batch_size=300)
+    assert abs(mean - model.exact_bound(x, 2).mean().item()) < 4 * se      # unbiased for the exact L_2
+    one = x[:1].repeat(2000, 1)                                  # one digit: se is Monte Carlo noise only
+    mean1, se1 = sbn.evaluate_with_error(model, one, k=2)
+    exact1 = model.exact_bound(x[:1], 2).item()
+    assert abs(mean1 - exact1) < 4 * se1
+    # power: the looser exact ELBO of that digit is rejected by a wide margin
+    assert abs(mean1 - model.exact_elbo(x[:1]).item()) > 8 * se1
+    # the error is the spread of repeated evaluations: sd of 40 means against the reported se
+    means = torch.tensor([sbn.evaluate_with_error(model, one[:50], k=2)[0] for _ in range(40)])
+    se_small = sbn.evaluate_with_error(model, one[:50], k=2)[1]
+    assert 0.6 < means.std().item() / se_small < 1.6
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        sbn.evaluate_with_error(model, x[:1], k=2)
+
+
+class _FixedWeights:
+    """log_weights(x, k) hands out the next k rows of a fixed table (to test K chunking)."""
+
+    def __init__(self, table):
+        self.table, self.used = table, 0
+
+    def log_weights(self, x, k):
+        rows = self.table[self.used:self.used + k, :x.shape[0]]
+        self.used += k
+        return rows
+
+
+def test_bound_per_example_combines_k_chunks_exactly():
+    table = torch.randn(600, 3, generator=torch.Generator().manual_seed(0)) * 3
+    chunked = sbn.bound_per_example(_FixedWeights(table), torch.zeros(3, 1), k=600, k_chunk=250)
+    assert chunked.shape == (3,)
+    assert torch.allclose(chunked, iwae_bound(table), atol=1e-5)
+    whole = sbn.bound_per_example(_FixedWeights(table), torch.zeros(3, 1), k=600, k_chunk=1000)
+    assert torch.allclose(whole, iwae_bound(table), atol=1e-5)
+    # power: dropping the last chunk is caught
+    assert not torch.allclose(chunked, iwae_bound(table[:500]), atol=1e-3)
+
+
 def test_generate_shapes_and_range():
     model = tiny((3, 2))
     probs, hs = model.generate(7)

@@ -244,6 +244,24 @@ def test_training_a_tiny_vae_with_fit_improves_the_exact_log_likelihood():
     assert len(history.loss) == 150
 
 
+def test_active_units_counts_dimensions_whose_posterior_mean_varies_with_x():
+    from vitools.models.vae import active_units
+    vae = GaussianVAE(input_dim=6, hidden=(), latent_dim=3, seed=0)
+    x = (torch.rand(200, 6, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    with torch.no_grad():
+        vae.encoder[0].weight.zero_()
+    assert active_units(vae, x) == 0                  # q(z | x) ignores x: nothing is active
+    with torch.no_grad():
+        vae.encoder[0].weight[0, 0] = 2.0             # mu_1 = 2 x_1: variance 4 * 0.25 = 1 > 0.01
+        vae.encoder[0].weight[1, 1] = 0.1             # mu_2 = 0.1 x_2: variance 0.0025 < 0.01
+    assert active_units(vae, x) == 1
+    with pytest.raises(ValueError, match="threshold must be positive"):
+        active_units(vae, x, threshold=0.0)
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        active_units(vae, x[:1])
+
+
+
 # ----------------------------------------------------------------------------- input checks
 @pytest.mark.parametrize("kwargs,match", [
     (dict(input_dim=0), "input_dim"), (dict(latent_dim=0), "latent_dim"), (dict(hidden=0), "hidden"),

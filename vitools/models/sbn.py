@@ -292,6 +292,32 @@ def evaluate(model, x: torch.Tensor, k: int = 1, batch_size: int = 100, k_chunk:
     return total / x.shape[0]
 
 
+@torch.no_grad()
+def bound_per_example(model, x: torch.Tensor, k: int = 1000, batch_size: int = 100,
+                      k_chunk: int = 1000) -> torch.Tensor:
+    """The ``k``-sample bound of every example of ``x``: ``[N]`` (one draw of $h_{1:K}$ each).
+    ``model`` needs ``log_weights(x, k)`` (an :class:`SBN` or a ``GaussianVAE``)."""
+    checks.count("k", k)
+    checks.count("batch_size", batch_size)
+    checks.count("k_chunk", k_chunk)
+    out = []
+    for xb in x.split(batch_size):
+        parts = [torch.logsumexp(model.log_weights(xb, min(k_chunk, k - start)), 0)
+                 for start in range(0, k, k_chunk)]
+        out.append(torch.logsumexp(torch.stack(parts), 0) - math.log(k))
+    return torch.cat(out)
+
+
+def evaluate_with_error(model, x: torch.Tensor, k: int = 1000, batch_size: int = 100) -> tuple[float, float]:
+    r"""``(mean, standard error)`` of the ``k``-sample bound over the examples of ``x``: the one
+    held-out score of a comparison (``k >= 1000``: an importance-sampled $\log p(x)$). The
+    standard error is over examples and draws together (sd of the per-example bounds / sqrt N)."""
+    if x.shape[0] < 2:
+        raise ValueError(f"x must hold at least 2 examples for a standard error, got {x.shape[0]}")
+    values = bound_per_example(model, x, k=k, batch_size=batch_size).double()
+    return values.mean().item(), (values.std() / math.sqrt(values.numel())).item()
+
+
 def log_likelihood(model, x: torch.Tensor, k: int = 1000, batch_size: int = 20) -> float:
     """Importance-sampled $\\log p(x)$ with ``k`` proposals from $q$ (Burda et al. 2016, k=5000)."""
     return evaluate(model, x, k=k, batch_size=batch_size)

@@ -189,6 +189,19 @@ class GaussianVAE(nn.Module):
 # ------------------------------------------------------------------------------------------
 # Ground truth for tiny models (latent_dim <= 2) by numerical integration
 # ------------------------------------------------------------------------------------------
+@torch.no_grad()
+def active_units(model: GaussianVAE, x: torch.Tensor, threshold: float = 0.01) -> int:
+    r"""Active latent dimensions (Burda et al. 2016, Section 5.2): dimension $u$ is active when
+    $\mathrm{Cov}_x(\mathbb{E}_{q}[z_u \mid x]) > $ ``threshold``, with $\mathbb{E}_q[z \mid x]
+    = \mu_\phi(x)$ exactly."""
+    x = model._check_x(x)
+    checks.positive("threshold", threshold)
+    if x.shape[0] < 2:
+        raise ValueError(f"x must hold at least 2 examples, got {x.shape[0]}")
+    mean = model.encode(x).mean                                      # [N, d]
+    return int((mean.var(0) > threshold).sum().item())
+
+
 class VAETarget(ReparamTarget):
     r"""A :class:`GaussianVAE` on a checked batch ``x``: $q(z \mid x)$ and $\log p(x, z)$."""
 

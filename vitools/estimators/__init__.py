@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from .base import Estimate, Estimator, Option, as_target, linear_surrogate, score_box
 from .antithetic import ARM, DisARM
+from .bbvi import BBVI
 from .control import LAX, REBAR, RELAX
 from .measure_valued import MeasureValued
+from .mlmc import MLMC
 from .multisample import DReG, FIVO, IWAE, NVILMultiSample, ReweightedWakeSleep, STL, VIMCO
 from .nvil import NVIL
 from .pathwise import Pathwise
@@ -79,7 +81,7 @@ def standard_set() -> list[Estimator]:
 
 for _cls_ in (ScoreFunction, Pathwise, MeasureValued, NVIL, NVILMultiSample, VIMCO, ReweightedWakeSleep, IWAE,
               STL, DReG, FIVO, GumbelSoftmax, StraightThrough, GappedStraightThrough, IGR, REBAR, RELAX, LAX,
-              ARM, DisARM, RSVI):
+              ARM, DisARM, RSVI, BBVI, MLMC):
     register(_cls_)
 
 __all__ = ["Estimator", "Estimate", "Option", "get", "names", "describe", "register", "standard_set",

@@ -1,0 +1,152 @@
+r"""Multilevel Monte Carlo (MLMC) reparameterized gradients that recycle past parameters.
+
+Fujisawa & Sato 2021, *Multilevel Monte Carlo Variational Inference* (JMLR 22(278);
+arXiv:1902.00468). Write $g(\lambda, \epsilon) = \nabla_\lambda f(T_\lambda(\epsilon))$ for the
+reparameterized gradient at parameters $\lambda$ with base noise $\epsilon$. Optimisation has
+left a history $\lambda_{t-L}, \dots, \lambda_{t-1}$ before the current $\lambda_t$; with
+$\lambda^{(l)} = \lambda_{t-L+l}$ the gradient at $\lambda_t = \lambda^{(L)}$ telescopes,
+
+$$\nabla \mathcal{F}(\lambda_t) = \mathbb{E}\,g(\lambda^{(0)}, \epsilon) + \sum_{l=1}^{L}
+\mathbb{E}\big[g(\lambda^{(l)}, \epsilon) - g(\lambda^{(l-1)}, \epsilon)\big],$$
+
+and each level is estimated by its own $N_l$ draws, the two terms of a difference sharing the
+same $\epsilon$ (common random numbers):
+
+$$\hat g = \frac{1}{N_0}\sum_{n=1}^{N_0} g(\lambda^{(0)}, \epsilon_{0n}) + \sum_{l=1}^{L}\frac{1}{N_l}
+\sum_{n=1}^{N_l} \big[g(\lambda^{(l)}, \epsilon_{ln}) - g(\lambda^{(l-1)}, \epsilon_{ln})\big].$$
+
+The past parameters are fixed before the current draws, so $\hat g$ is unbiased for the
+gradient at $\lambda_t$ whatever the history. When $g$ is Lipschitz in $\lambda$ a difference's
+variance $V_l$ is of order $\lVert\lambda^{(l)} - \lambda^{(l-1)}\rVert^2$: small when the steps
+are small, and smaller still as a decaying learning rate shrinks them.
+
+Sample sizes: $N_0 = k$; the others by the variance-to-cost allocation of MLMC (Giles 2008, *Multilevel Monte Carlo path
+simulation*), which minimises $\mathrm{Var}\,\hat g = \sum_l V_l / N_l$ at a fixed cost
+$\sum_l N_l C_l$: $N_l \propto \sqrt{V_l / C_l}$, i.e. $N_l = \lceil N_0 \sqrt{V_l C_0 / (V_0 C_l)}\,\rceil$
+clipped to $[1, N_0]$, with $C_0 = 1$ gradient per draw and $C_l = 2$ for a difference. The
+$V_l$ are exponential averages over *earlier* calls (running statistics, updated only in
+``train()`` mode), so the sizes are fixed before the current draws and unbiasedness holds;
+until a level has statistics it gets $N_0$ draws. The history is recorded in ``train()`` mode:
+each call appends the current $\lambda_t$, keeping the last ``levels``.
+
+A note on cost (the reason to measure, not assume): every level costs one or two gradient
+evaluations per draw and $V_0$, the variance at the oldest parameters, is about the variance $V$
+at the current ones, so $\mathrm{Var}\,\hat g = V_0/N_0 + \sum_{l\ge1} V_l/N_l$ is above plain
+Monte Carlo's $V/N_0$ with the same $N_0$ draws, and at equal cost $C$ the optimal allocation
+gives $(\sqrt{V_0} + \sum_{l\ge1}\sqrt{2 V_l})^2 / C \ge V/C$. :meth:`MLMC.cost` reports the
+gradient evaluations of a call; the tests and notebook 09 measure both comparisons.
+
+Toy problems with reparameterizable distributions and differentiable costs only.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..targets import ProblemTarget
+from .base import Estimate, Estimator, Option, linear_surrogate
+
+
+class History(nn.Module):
+    """The last ``levels`` recorded parameters ``[m, P]`` and running per-level variances ``[levels + 1]``."""
+
+    def __init__(self, levels: int):
+        super().__init__()
+        self.levels = levels
+        self.register_buffer("past", torch.zeros(0))
+        self.register_buffer("variance", torch.zeros(levels + 1))
+        self.register_buffer("seen", torch.zeros(levels + 1, dtype=torch.bool))
+
+    @torch.no_grad()
+    def record(self, theta: torch.Tensor) -> None:
+        row = theta.reshape(-1, theta.shape[-1]).mean(0)[None]
+        past = row if self.past.numel() == 0 else torch.cat([self.past.to(row.dtype), row])
+        self.past = past[-self.levels:]
+
+    @torch.no_grad()
+    def fold(self, level: int, value: torch.Tensor, decay: float) -> None:
+        old = self.variance[level]
+        self.variance[level] = decay * old + (1 - decay) * value if self.seen[level] else value
+        self.seen[level] = True
+
+
+def _per_sample_grads(problem, lam: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """$g(\\lambda, \\epsilon_i)$ for ``n`` draws ``[n, *batch, P]``; the noise fixed by ``seed``."""
+    leaf = lam.detach().expand(n, *lam.shape).clone().requires_grad_(True)
+    devices = [leaf.device] if leaf.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        torch.manual_seed(seed)
+        z = problem.distribution(leaf).rsample()
+        (grad,) = torch.autograd.grad(problem.cost(z).sum(), leaf)
+    return grad
+
+
+class MLMC(Estimator):
+    """MLMC reparameterized gradient over recycled past parameters (Fujisawa & Sato 2021)."""
+
+    name = "mlmc"
+    OPTIONS = {
+        "levels": Option(3, "number of past parameters recycled (levels above level 0)", kind="int", minimum=1),
+        "adapt": Option(True, "sample sizes by the variance/cost allocation (else N_l = k at every level)",
+                        kind="bool"),
+        "decay": Option(0.9, "decay of the running level variances", kind="probability"),
+    }
+
+    @property
+    def label(self) -> str:
+        return "MLMC"
+
+    def _why_not(self, target):
+        if not isinstance(target, ProblemTarget):
+            return f"it is implemented for toy problems (ProblemTarget), not for a {target.kind} target"
+        if not getattr(target.problem, "cost_is_differentiable", True):
+            return "the cost is not differentiable"
+        if not target.distribution().has_rsample:
+            return "the distribution has no reparameterized sampler (rsample)"
+        return None
+
+    def _history(self, target) -> History:
+        return self.state(target, lambda: History(self.options["levels"]))
+
+    def sample_sizes(self, target, k: int) -> list[int]:
+        """$[N_0, \\dots, N_L]$ the next call would use (``L`` = the recorded history's length)."""
+        history = self._history(target)
+        levels = len(history.past)
+        sizes = [k]
+        for l in range(1, levels + 1):
+            v0, vl = history.variance[0], history.variance[l]
+            if not self.options["adapt"] or not (history.seen[0] and history.seen[l]) or v0 <= 0:
+                sizes.append(k)
+            else:
+                sizes.append(int(min(k, max(1, math.ceil(k * math.sqrt(float(vl / v0) / 2))))))
+        return sizes
+
+    def cost(self, target, k: int) -> int:
+        """Gradient evaluations of the next call: $N_0 + 2\\sum_{l\\ge1} N_l$."""
+        sizes = self.sample_sizes(target, k)
+        return sizes[0] + 2 * sum(sizes[1:])
+
+    def estimate(self, target, k):
+        problem, theta = target.problem, target.theta
+        history = self._history(target)
+        sizes = self.sample_sizes(target, k)
+        past = [p.to(theta.dtype).expand_as(theta) for p in history.past]
+        lams = past + [theta.detach()]                               # lambda^(0), ..., lambda^(L)
+        seeds = torch.randint(0, 2**62, (len(lams),)).tolist()
+        g0 = _per_sample_grads(problem, lams[0], sizes[0], seeds[0])     # [N_0, *batch, P]
+        grad, variances = g0.mean(0), [g0.var(0).sum(-1).mean() if sizes[0] > 1 else None]
+        for l in range(1, len(lams)):
+            diff = (_per_sample_grads(problem, lams[l], sizes[l], seeds[l])
+                    - _per_sample_grads(problem, lams[l - 1], sizes[l], seeds[l]))
+            grad = grad + diff.mean(0)
+            variances.append(diff.var(0).sum(-1).mean() if sizes[l] > 1 else None)
+        if self.training:
+            for l, v in enumerate(variances):
+                if v is not None:
+                    history.fold(l, v.detach(), self.options["decay"])
+            history.record(theta)
+        with torch.no_grad():
+            value = problem.cost(problem.distribution(theta.detach()).sample((k,))).mean(0)
+        return Estimate(linear_surrogate(value, [theta], [grad]))

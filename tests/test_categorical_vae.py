@@ -45,6 +45,25 @@ def test_exact_bounds_gap_is_the_posterior_kl():
     assert torch.allclose(exact.log_px - exact.elbo, kl_post, atol=1e-10)
 
 
+def test_log_weights_are_unbiased_for_the_elbo_and_for_p_x():
+    """E_q[log w] is the exact ELBO and E_q[w] the exact p(x); sbn.evaluate at large k approaches log p(x)."""
+    model = tiny()
+    n = 20_000
+    with torch.no_grad(), vt.config.seeded(0):
+        exact = model.exact_bounds(X_TINY)
+        log_w = model.log_weights(X_TINY, k=n)                         # [n, N]
+        tight = vt.models.sbn.evaluate(model, X_TINY, k=5000)
+        loose = vt.models.sbn.evaluate(model, X_TINY, k=1)
+    assert log_w.shape == (n, 3)
+    assert zscore(log_w, exact.elbo).abs().max() < 4
+    assert zscore(log_w.exp(), exact.log_px.exp()).abs().max() < 4
+    # power: the weights' mean is not log p(x), and the test sees it (the gap is the posterior KL)
+    assert zscore(log_w, exact.log_px).abs().min() > 10
+    assert abs(tight - float(exact.log_px.mean())) < 0.01 < abs(loose - float(exact.log_px.mean()))
+    with pytest.raises(ValueError, match="k"):
+        model.log_weights(X_TINY, k=0)
+
+
 def test_discrete_elbo_is_unbiased_for_the_exact_elbo():
     model = tiny()
     n = 20_000

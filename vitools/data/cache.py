@@ -36,6 +36,7 @@ API: :func:`data_dir`, :func:`register` / :func:`resource` / ``REGISTRY``, :func
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import io
@@ -209,6 +210,10 @@ def fetch(name: str, data_dir: str | os.PathLike | None = None, base_url: str | 
 
 # ------------------------------------------------------------------------------ writing
 
+class CacheNotWritable(PermissionError):
+    """The data directory cannot be written; the message names it and ``VITOOLS_DATA_DIR``."""
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; on success it replaces ``dest`` atomically.
@@ -216,8 +221,15 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     On any exception the temporary file is removed and ``dest`` is left untouched.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    except OSError as err:
+        if not isinstance(err, PermissionError) and err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        raise CacheNotWritable(
+            f"cannot write to the data directory {dest.parent} ({err.strerror or err}); pass data_dir= "
+            f"or set {ENV_DATA_DIR} to a folder you can write to") from None
     os.close(fd)
     tmp = Path(name)
     try:
@@ -264,6 +276,8 @@ def download_file(urls: str | Sequence[str], dest: str | os.PathLike, checksum: 
         try:
             _download_one(url, dest, checksum, validate, progress)
             return dest
+        except CacheNotWritable:
+            raise                                        # no other address can help
         except (OSError, ValueError) as err:
             failures.append((url, err))
     reasons = "; ".join(str(err) for _, err in failures)

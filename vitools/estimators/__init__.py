@@ -20,6 +20,7 @@ from .base import Estimate, Estimator, Option, as_target, linear_surrogate, scor
 from .antithetic import ARM, DisARM
 from .bbvi import BBVI
 from .control import LAX, REBAR, RELAX
+from .delta import DeltaMethod
 from .measure_valued import MeasureValued
 from .mlmc import MLMC
 from .multisample import DReG, FIVO, IWAE, NVILMultiSample, ReweightedWakeSleep, STL, VIMCO
@@ -81,7 +82,7 @@ def standard_set() -> list[Estimator]:
 
 for _cls_ in (ScoreFunction, Pathwise, MeasureValued, NVIL, NVILMultiSample, VIMCO, ReweightedWakeSleep, IWAE,
               STL, DReG, FIVO, GumbelSoftmax, StraightThrough, GappedStraightThrough, IGR, REBAR, RELAX, LAX,
-              ARM, DisARM, RSVI, BBVI, MLMC):
+              ARM, DisARM, RSVI, BBVI, MLMC, DeltaMethod):
     register(_cls_)
 
 __all__ = ["Estimator", "Estimate", "Option", "get", "names", "describe", "register", "standard_set",

@@ -28,7 +28,7 @@ class ConcreteExplorer(Explorer):
         checks.positive("temperature", temperature)
         controls = {"log10_temperature": widgets.FloatSlider(
             value=math.log10(temperature), min=-2.0, max=1.0, step=0.05,
-            description="log10 tau", continuous_update=False)}
+            description="log10 tau", continuous_update=False, style={"description_width": "initial"})}
         fig, _ = plots.new_figure(ncols=2, width=9, height=3.4)
         super().__init__(controls, fig)
 
@@ -75,9 +75,10 @@ class RebarExplorer(Explorer):
         self.reinforce_variance = float(g.var(0).sum())
         controls = {
             "log10_temperature": widgets.FloatSlider(value=-0.3, min=-2.0, max=1.0, step=0.1,
-                                                     description="log10 lambda", continuous_update=False),
+                                                     description="log10 lambda", continuous_update=False,
+                                                     style={"description_width": "initial"}),
             "eta": widgets.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05, description="eta",
-                                       continuous_update=False),
+                                       continuous_update=False, style={"description_width": "initial"}),
         }
         fig, _ = plots.new_figure(width=6, height=3.2)
         super().__init__(controls, fig)

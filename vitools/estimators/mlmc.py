@@ -83,6 +83,24 @@ def _per_sample_grads(problem, lam: torch.Tensor, n: int, seed: int) -> torch.Te
     return grad
 
 
+def allocate(variances: list[float], k: int) -> list[int]:
+    """$N_l = \lceil k\sqrt{V_l C_0 / (V_0 C_l)}\,\rceil$ clipped to $[1, k]$, $N_0 = k$ ($C_0 = 1$, $C_l = 2$)."""
+    v0 = float(variances[0])
+    if v0 <= 0:
+        return [k] * len(variances)
+    return [k] + [int(min(k, max(1, math.ceil(k * math.sqrt(max(float(v), 0.0) / v0 / 2))))) for v in variances[1:]]
+
+
+def level_variances(problem, lams: list[torch.Tensor], n: int, seed: int = 0) -> list[float]:
+    """$V_0 = \mathrm{tr}\,\mathrm{Var}\, g(\lambda^{(0)}, \epsilon)$ and $V_l$ of the coupled differences, from ``n`` draws each."""
+    g0 = _per_sample_grads(problem, lams[0], n, seed)
+    out = [float(g0.var(0).sum())]
+    for l in range(1, len(lams)):
+        diff = _per_sample_grads(problem, lams[l], n, seed + l) - _per_sample_grads(problem, lams[l - 1], n, seed + l)
+        out.append(float(diff.var(0).sum()))
+    return out
+
+
 class MLMC(Estimator):
     """MLMC reparameterized gradient over recycled past parameters (Fujisawa & Sato 2021)."""
 
@@ -114,14 +132,9 @@ class MLMC(Estimator):
         """$[N_0, \\dots, N_L]$ the next call would use (``L`` = the recorded history's length)."""
         history = self._history(target)
         levels = len(history.past)
-        sizes = [k]
-        for l in range(1, levels + 1):
-            v0, vl = history.variance[0], history.variance[l]
-            if not self.options["adapt"] or not (history.seen[0] and history.seen[l]) or v0 <= 0:
-                sizes.append(k)
-            else:
-                sizes.append(int(min(k, max(1, math.ceil(k * math.sqrt(float(vl / v0) / 2))))))
-        return sizes
+        sizes = allocate(history.variance[: levels + 1].tolist(), k) if levels else [k]
+        return [n if self.options["adapt"] and bool(history.seen[0] and history.seen[l]) else k
+                for l, n in enumerate(sizes)]
 
     def cost(self, target, k: int) -> int:
         """Gradient evaluations of the next call: $N_0 + 2\\sum_{l\\ge1} N_l$."""

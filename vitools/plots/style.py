@@ -30,6 +30,11 @@ METHOD_COLORS = {
     "arm": "#ff9896", "disarm": "#1f77b4",
     # 06: implicit reparameterization
     "rsvi": "#98df8a", "implicit": "#1b9e77",
+    # 09: black-box VI, delta-method control variates, flows, MLMC
+    "pathwise + delta cv": "#2e7d32", "score function + delta cv": "#ad1457", "measure-valued + delta cv": "#8d6e00",
+    "delta method": "#4e342e", "bbvi": "#00838f", "bbvi + cv": "#4527a0", "bbvi + no rao-blackwell": "#90a4ae",
+    "bbvi + no rao-blackwell + cv": "#607d8b", "mlmc": "#c62828", "planar": "#0277bd", "radial": "#ef6c00",
+    "coupling": "#6a1b9a", "diagonal gaussian": "#757575",
 }
 # Labels the table does not know get these, in order of first use, and keep them.
 EXTRA_COLORS = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",

@@ -29,7 +29,7 @@ SAMPLER_KERNELS = {"torch._standard_gamma", "torch._standard_gamma_grad"}
 LEVELS = {
     "checks": 0, "config": 0,
     "targets": 1,
-    "problems": 2, "models": 2, "implicit": 2, "smc": 2, "relaxations": 2, "data": 2, "flows": 2,
+    "problems": 2, "problems_subset": 2, "models": 2, "implicit": 2, "smc": 2, "relaxations": 2, "data": 2, "flows": 2,
     "estimators": 3,
     "diagnostics": 4, "train": 4,
     "plots": 5, "widgets": 5,

@@ -29,6 +29,12 @@ from .pathwise import Pathwise
 from .relaxed import GappedStraightThrough, GumbelSoftmax, IGR, StraightThrough
 from .rsvi import RSVI
 from .score import ScoreFunction
+from .rloo import RLOO, DoubleCV
+from .stein import RODEO
+from .unordered import UnorderedSet
+from .gumbel_rao import GumbelRao
+from .reinmax import ReinMax
+from .aimle import AIMLE
 
 _REGISTRY: dict[str, type[Estimator]] = {}
 
@@ -82,7 +88,7 @@ def standard_set() -> list[Estimator]:
 
 for _cls_ in (ScoreFunction, Pathwise, MeasureValued, NVIL, NVILMultiSample, VIMCO, ReweightedWakeSleep, IWAE,
               STL, DReG, FIVO, GumbelSoftmax, StraightThrough, GappedStraightThrough, IGR, REBAR, RELAX, LAX,
-              ARM, DisARM, RSVI, BBVI, MLMC, DeltaMethod):
+              ARM, DisARM, RSVI, BBVI, MLMC, DeltaMethod, RLOO, DoubleCV, RODEO, UnorderedSet, GumbelRao, ReinMax, AIMLE):
     register(_cls_)
 
 __all__ = ["Estimator", "Estimate", "Option", "get", "names", "describe", "register", "standard_set",

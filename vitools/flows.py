@@ -41,7 +41,7 @@ from torch.nn import functional as F
 
 from . import checks
 
-__all__ = ["Planar", "Radial", "AffineCoupling", "FlowDistribution", "flow", "potential", "POTENTIALS",
+__all__ = ["Planar", "Radial", "AffineCoupling", "FlowDistribution", "FlowPosterior", "flow", "potential", "POTENTIALS",
            "log_normalizer", "reverse_kl"]
 
 
@@ -196,6 +196,23 @@ class FlowDistribution(D.Distribution):
 
     def expand(self, batch_shape, _instance=None):
         return FlowDistribution(self.base.expand(batch_shape), self.layers)
+
+
+class FlowPosterior(nn.Module):
+    """A trainable flow posterior: a diagonal Gaussian base (``loc``, ``log_scale``) and ``length``
+    layers of ``kind``; ``length=0`` is the diagonal Gaussian itself. ``distribution()`` gives the
+    :class:`FlowDistribution` at the current parameters."""
+
+    def __init__(self, dim: int, kind: str = "planar", length: int = 8, hidden: int = 64):
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(checks.count("dim", dim)))
+        self.log_scale = nn.Parameter(torch.zeros(dim))
+        self.layers = flow(kind, dim, length, hidden)
+        self.kind = kind if length else "diagonal Gaussian"
+
+    def distribution(self) -> FlowDistribution:
+        base = D.Independent(D.Normal(self.loc, self.log_scale.exp()), 1)
+        return FlowDistribution(base, self.layers)
 
 
 # ----------------------------------------------------------------------- 2-D test densities

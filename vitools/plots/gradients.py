@@ -1,6 +1,7 @@
 """Figures of the gradient lab: gradient distributions, variance bars and variance curves."""
 from __future__ import annotations
 
+import matplotlib.ticker as mticker
 import numpy as np
 import torch
 
@@ -37,19 +38,38 @@ def draw_gradient_histograms(ax, samples: dict, exact: float | None = None, bins
     return artists
 
 
-def draw_variance_bars(ax, variances: dict, log: bool = True, exact: dict | None = None):
-    """One bar per estimator (``label -> variance``), log-scaled; optional exact values as dots."""
+def draw_variance_bars(ax, variances: dict, log: bool = True, exact: dict | None = None,
+                       dynamic_range: float = 1e-8):
+    """One bar per estimator (``label -> variance``), log-scaled; optional exact values as ticks.
+
+    On the log axis the left edge sits ``dynamic_range`` below the largest value, so a variance
+    that is (almost) zero does not squash the others: its bar stops at the edge and is marked
+    "< edge", with its value printed. At most five decades are labelled, so labels never overlap.
+    """
     labels = list(variances)
-    values = [max(float(variances[label]), 1e-16) for label in labels]
+    raw = [float(variances[label]) for label in labels]
+    floor = 0.0
+    if log:
+        top = max([v for v in raw if v > 0] + [float(e) for e in (exact or {}).values() if e] + [1e-300])
+        floor = top * dynamic_range
+    values = [max(v, floor) for v in raw]
     bars = ax.barh(range(len(labels)), values, color=[estimator_color(label) for label in labels])
     if exact:
         for i, label in enumerate(labels):
             if exact.get(label) is not None:
-                ax.plot(max(float(exact[label]), 1e-16), i, "k|", markersize=14, mew=2)
+                ax.plot(max(float(exact[label]), floor), i, "k|", markersize=14, mew=2)
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
     if log:
         ax.set_xscale("log")
+        ax.set_xlim(left=floor, right=top * 10)
+        decades = max(1, int(np.ceil(np.log10(10 / dynamic_range) / 5)))
+        ax.xaxis.set_major_locator(mticker.LogLocator(base=10.0 ** decades, numticks=8))
+        ax.xaxis.set_minor_locator(mticker.NullLocator())
+        for i, v in enumerate(raw):
+            if v <= floor:
+                ax.annotate(f"< {floor:.0e} ({v:.1e})", (floor, i), xytext=(4, 0), textcoords="offset points",
+                            va="center", fontsize=8)
     ax.set_xlabel("variance" + (" (log scale)" if log else ""))
     return bars
 
@@ -75,8 +95,9 @@ def draw_variance_curves(ax, ks, curves: dict, points: dict | None = None, xlabe
     return artists
 
 
-def draw_cost_and_gradient(ax, xs, costs: dict):
-    """The cost functions ``label -> f(xs)`` (solid) and their derivatives (dashed)."""
+def draw_cost_and_gradient(ax, xs, costs: dict, legend: bool = True):
+    """The cost functions ``label -> f(xs)`` (solid) and their derivatives (dashed); ``legend=False``
+    leaves the legend to the caller (e.g. one :func:`~vitools.plots.style.legend_outside` per figure)."""
     xs_t = torch.as_tensor(to_numpy(xs)).requires_grad_(True)
     artists = []
     for i, (label, f) in enumerate(costs.items()):
@@ -86,5 +107,6 @@ def draw_cost_and_gradient(ax, xs, costs: dict):
         artists += ax.plot(to_numpy(xs_t), to_numpy(ys), color=color, label=label)
         artists += ax.plot(to_numpy(xs_t), to_numpy(dy), "--", color=color)
     ax.set_xlabel("x")
-    ax.legend()
+    if legend:
+        ax.legend()
     return artists

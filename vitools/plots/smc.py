@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .style import estimator_color, running_mean, to_numpy
+from .style import estimator_color, legend_outside, running_mean, to_numpy
+
+LINESTYLES = ("-", "--", ":", "-.")
 
 
 def draw_bound_curves(ax, xs, curves: dict, exact=None, xlabel: str = "particles K", log_x: bool = True):
@@ -31,19 +33,38 @@ def draw_bound_curves(ax, xs, curves: dict, exact=None, xlabel: str = "particles
     return artists
 
 
-def draw_gap_histograms(ax, gaps: dict, bins: int = 40):
-    """Histograms of ``log Z_hat - log p(x)`` per bound (``label -> [repeats]``)."""
+def _styles(labels):
+    """``label -> (colour, linestyle)``: the method's colour (one per method across the workbook);
+    labels of the same method in one figure (e.g. two proposals) differ by line style."""
+    seen: dict[str, int] = {}
+    out = {}
+    for label in labels:
+        color = estimator_color(label)
+        out[label] = (color, LINESTYLES[seen.get(color, 0) % len(LINESTYLES)])
+        seen[color] = seen.get(color, 0) + 1
+    return out
+
+
+def draw_gap_histograms(ax, gaps: dict, bins: int = 40, legend: str = "right"):
+    """Histograms of ``log Z_hat - log p(x)`` per bound (``label -> [repeats]``); the same method
+    twice (e.g. FIVO with two proposals) keeps its colour and changes line style. ``legend``:
+    "right" of the axes (off the data), "inside" or "none"."""
     pooled = np.concatenate([to_numpy(v) for v in gaps.values()])
     lo, hi = np.quantile(pooled, [0.01, 1.0])
     edges = np.linspace(min(lo, -0.5), max(hi, 0.1), bins + 1)
+    styles = _styles(gaps)
     artists = []
     for label, values in gaps.items():
+        color, ls = styles[label]
         artists.append(ax.hist(np.clip(to_numpy(values), edges[0], edges[-1]), bins=edges, histtype="step",
-                               lw=1.6, density=True, color=estimator_color(label), label=label)[2])
-    artists.append(ax.axvline(0.0, color="black", ls="--", lw=1.2))
-    ax.set_xlabel("log Z_hat - log p(x)  (nats)")
+                               lw=1.6, ls=ls, density=True, color=color, label=label)[2])
+    artists.append(ax.axvline(0.0, color="black", ls="--", lw=1.2, label="log p(x)"))
+    ax.set_xlabel(r"$\log \hat Z - \log p(x)$  (nats)")
     ax.set_ylabel("density")
-    ax.legend(loc="upper left")
+    if legend == "right":
+        legend_outside(ax, "right")
+    elif legend == "inside":
+        ax.legend(loc="upper left")
     return artists
 
 
@@ -78,7 +99,7 @@ def draw_proposal_parameters(axes, proposals: dict, exact: dict | None = None, i
                                        color=estimator_color(label), label=label)[0])
         ax.set_title(title)
         ax.set_xlabel("time step t")
-    axes[0].legend(loc="best")
+    legend_outside(axes[-1])          # off the data
     return artists
 
 
@@ -96,26 +117,40 @@ def draw_piano_roll(ax, roll, title: str = "", lowest: int = 21):
     return [image]
 
 
-def draw_per_step_bounds(ax, curves: dict):
-    """Per-time-step bound on held-out pieces (``label -> [T]`` nats per step, mean over pieces)."""
+def _reference_line(ax, reference, label="independent keys"):
+    if reference is None:
+        return []
+    return [ax.axhline(float(reference), color="0.4", ls="--", lw=1, label=label)]
+
+
+def draw_per_step_bounds(ax, curves: dict, reference: float | None = None):
+    """Per-time-step bound on held-out pieces (``label -> [T]`` nats per step, mean over pieces);
+    ``reference``: the no-latent model's nats per step (independent keys), a dashed grey line."""
     artists = []
+    styles = _styles(curves)
     for label, values in curves.items():
         v = to_numpy(values)
-        artists.append(ax.plot(np.arange(1, len(v) + 1), v, color=estimator_color(label), label=label)[0])
+        color, ls = styles[label]
+        artists.append(ax.plot(np.arange(1, len(v) + 1), v, color=color, ls=ls, label=label)[0])
+    artists += _reference_line(ax, reference)
     ax.set_xlabel("time step t")
     ax.set_ylabel("log p(x_t | x_<t) bound (nats)")
     ax.legend(loc="lower right")
     return artists
 
 
-def draw_training_curves(ax, histories: dict, smooth: int = 10):
-    """Training curves (per-step bound per update), smoothed by a running mean of ``smooth``."""
+def draw_training_curves(ax, histories: dict, smooth: int = 10, reference: float | None = None):
+    """Training curves (per-step bound per update), smoothed by a running mean of ``smooth``;
+    ``reference``: the no-latent model's nats per step on the same data, a dashed grey line."""
     artists = []
+    styles = _styles(histories)
     for label, values in histories.items():
         v = to_numpy(values)
         s = running_mean(v, smooth)
         steps = np.arange(len(v) - len(s) + 1, len(v) + 1)          # each mean at its window's last update
-        artists.append(ax.plot(steps, s, color=estimator_color(label), label=label)[0])
+        color, ls = styles[label]
+        artists.append(ax.plot(steps, s, color=color, ls=ls, label=label)[0])
+    artists += _reference_line(ax, reference)
     ax.set_xlabel("update")
     ax.set_ylabel("training bound per step (nats)")
     ax.legend(loc="lower right")

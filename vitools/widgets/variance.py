@@ -105,6 +105,6 @@ class VarianceExplorer(Explorer):
         plots.draw_variance_bars(right, data["variance"], exact=data["exact_variance"])
         right.set_title("variance (|: exact, by quadrature)", fontsize=9)
         if data["skipped"]:
-            right.text(0.0, -0.28, "not applicable: " + "; ".join(data["skipped"]), fontsize=7,
+            right.text(0.0, -0.3, "not applicable: " + "; ".join(data["skipped"]), fontsize=8,
                        transform=right.transAxes, wrap=True, va="top")
 

@@ -76,6 +76,35 @@ def shape(name: str, value: torch.Tensor, expected: tuple, what: str = "") -> to
     return value
 
 
+def broadcast(**tensors) -> torch.Size:
+    """The broadcast shape of the named tensors; a ValueError naming each with its shape if none."""
+    shapes = {name: tuple(torch.as_tensor(value).shape) for name, value in tensors.items()}
+    try:
+        return torch.broadcast_shapes(*shapes.values())
+    except RuntimeError:
+        shown = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise ValueError(f"{', '.join(shapes)} must broadcast together, got shapes {shown}") from None
+
+
+def real(name: str, value) -> torch.Tensor:
+    """A floating-point tensor: floats pass unchanged, integers become float64, bools are refused."""
+    t = torch.as_tensor(value)
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"{name} must be a real-valued tensor, got dtype {t.dtype}")
+    return t if t.is_floating_point() else t.double()
+
+
+def sample_shape(name: str, value) -> torch.Size:
+    """A ``torch.Size`` of non-negative integers (the ``sample_shape`` of a sampler)."""
+    try:
+        size = torch.Size(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a tuple of non-negative integers, got {value!r}") from None
+    if any(d < 0 for d in size):
+        raise ValueError(f"{name} must be a tuple of non-negative integers, got {tuple(size)}")
+    return size
+
+
 def data_matrix(name: str, value, width: int) -> torch.Tensor:
     """A ``[N, width]`` tensor, ``N >= 1``, of intensities in [0, 1] (binary or greyscale images)."""
     if not isinstance(value, torch.Tensor) or value.dim() != 2:

@@ -346,6 +346,8 @@ def _check_method(name: str, method, seed) -> None:
 
 def downsample(x: torch.Tensor, size: int = 14) -> torch.Tensor:
     """Average-pool greyscale 28x28 digits ``[N, 784]`` in [0, 1] to ``[N, size*size]``."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 2:
+        raise ValueError(f"x must be a 2-D tensor [N, {PIXELS}], got shape {tuple(getattr(x, 'shape', ()))}")
     checks.shape("x", x, (PIXELS,), what="28x28 images")
     checks.probability("x", x)
     checks.count("size", size)

@@ -53,6 +53,8 @@ class Estimate(NamedTuple):
 
 def score_box(log_prob: torch.Tensor) -> torch.Tensor:
     r"""Zero in value, $\nabla \log q$ in gradient: multiply a detached learning signal by it."""
+    if not isinstance(log_prob, torch.Tensor) or not log_prob.is_floating_point():
+        raise ValueError(f"log_prob must be a floating-point tensor, got {getattr(log_prob, 'dtype', type(log_prob))}")
     return log_prob - log_prob.detach()
 
 

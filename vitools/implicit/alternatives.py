@@ -49,6 +49,10 @@ def finite_difference_grad(sampler, theta: torch.Tensor, h: float = 1e-3, seed: 
 def approx_inverse_gamma_grad(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """dz/dalpha by autodiff through an explicit approximate inverse CDF at u = P(alpha, z)."""
     checks.positive("alpha", alpha)
+    if not (checks.finite("z", z) >= 0).all():
+        raise ValueError(f"z must be non-negative (a Gamma sample), got {z.min().item()!r}")
+    if checks.broadcast(z=z, alpha=alpha) != z.shape:
+        raise ValueError(f"alpha must broadcast to z's shape {tuple(z.shape)}, got {tuple(alpha.shape)}")
     alpha = alpha.detach().expand(z.shape).double()
     x = z.detach().double()
     u = torch.special.gammainc(alpha, x).clamp(1e-300, 1 - 1e-16)
@@ -91,7 +95,7 @@ def rsvi_gamma(alpha: torch.Tensor, sample_shape=torch.Size(), boost: int = 1):
     if (alpha.detach() + boost <= 1 / 3).any():      # Marsaglia-Tsang needs d = alpha + B - 1/3 > 0
         bad = alpha.detach()[alpha.detach() + boost <= 1 / 3].flatten()[0].item()
         raise ValueError(f"alpha + boost must exceed 1/3 for Marsaglia-Tsang, got alpha={bad!r}, boost={boost}")
-    shape = torch.Size(sample_shape) + alpha.shape
+    shape = checks.sample_shape("sample_shape", sample_shape) + alpha.shape
     a = alpha.expand(shape)
     boosted = a + boost
     with torch.no_grad():

@@ -59,7 +59,8 @@ def betainc(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Shapes broadcast. The continued fraction converges fast for $x < (a+1)/(a+b+2)$; above
     that the symmetry $I_x(a, b) = 1 - I_{1-x}(b, a)$ is used.
     """
-    x, a, b = torch.broadcast_tensors(torch.as_tensor(x), torch.as_tensor(a), torch.as_tensor(b))
+    checks.broadcast(x=x, a=a, b=b)
+    x, a, b = torch.broadcast_tensors(checks.real("x", x), checks.real("a", a), checks.real("b", b))
     checks.positive("a", a)
     checks.positive("b", b)
     checks.probability("x", x)
@@ -76,7 +77,12 @@ def betainc(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def beta_log_prob(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """log density of Beta(a, b) at ``x`` (float64 in, float64 out)."""
+    """log density of Beta(a, b) at ``x`` in (0, 1) (float64 in, float64 out)."""
+    checks.broadcast(x=x, a=a, b=b)
+    x, a, b = checks.real("x", x), checks.real("a", a), checks.real("b", b)
+    checks.positive("a", a)
+    checks.positive("b", b)
+    checks.probability("x", x, open_interval=True)
     return ((a - 1) * torch.log(x) + (b - 1) * torch.log1p(-x)
             - (torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)))
 
@@ -108,6 +114,7 @@ def rsample_dirichlet(concentration: torch.Tensor, sample_shape=torch.Size()) ->
     or 0/0 (float64 Gammas at concentrations near 1e-3; torch issue 76030). Returned in the
     concentration's dtype, clamped into (0, 1] with the gradient passed straight through.
     """
+    concentration = checks.real("concentration", concentration)
     checks.positive("concentration", concentration)
     x = torch.softmax(rsample_log_standard_gamma(concentration, sample_shape), -1).to(concentration.dtype)
     return _clamp_through(x, torch.finfo(x.dtype).tiny, 1.0)
@@ -121,6 +128,9 @@ def rsample_beta(a: torch.Tensor, b: torch.Tensor, sample_shape=torch.Size(), me
     the float64 gradient passed straight through (no zero gradient at the clamp).
     """
     checks.choice("method", method, METHODS)
+    sample_shape = checks.sample_shape("sample_shape", sample_shape)
+    checks.broadcast(a=a, b=b)
+    a, b = checks.real("a", a), checks.real("b", b)
     checks.positive("a", a)
     checks.positive("b", b)
     a, b = torch.broadcast_tensors(torch.as_tensor(a), torch.as_tensor(b))

@@ -20,6 +20,7 @@ Works on any device and float dtype, batched by broadcasting.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -73,7 +74,7 @@ def implicit_sample(z: torch.Tensor, grad_fn: GradFn, *params: torch.Tensor) -> 
     """
     if not isinstance(z, torch.Tensor) or not z.is_floating_point():
         raise ValueError(f"z must be a floating-point tensor, got {type(z).__name__}")
-    shape = torch.broadcast_shapes(z.shape, *(p.shape for p in params))
+    shape = checks.broadcast(z=z, **{f"params[{i}]": p for i, p in enumerate(params)})
     if shape != z.shape:
         raise ValueError(f"params must broadcast to z's shape {tuple(z.shape)}, got shapes "
                          f"{[tuple(p.shape) for p in params]}")
@@ -88,6 +89,10 @@ def cdf_sample_grad(cdf: Callable[..., torch.Tensor], log_prob: Callable[..., to
     and ``params`` (broadcastable), evaluated here in float64. Returns one ``[*shape]``
     tensor per parameter in ``z``'s dtype.
     """
+    if checks.broadcast(z=z, **{f"params[{i}]": p for i, p in enumerate(params)}) != z.shape:
+        raise ValueError(f"params must broadcast to z's shape {tuple(z.shape)}, got shapes "
+                         f"{[tuple(p.shape) for p in params]}")
+    checks.finite("z", z)
     x = z.detach().double()                       # evaluated in float64 whatever the dtype
     leaves = [p.detach().double().expand(z.shape).clone().requires_grad_(True) for p in params]
     with torch.enable_grad():
@@ -95,7 +100,9 @@ def cdf_sample_grad(cdf: Callable[..., torch.Tensor], log_prob: Callable[..., to
         dF = torch.autograd.grad(F.sum(), leaves, allow_unused=True)
     with torch.no_grad():
         density = log_prob(x, *(p.detach() for p in leaves)).exp()
-        return [torch.zeros_like(z) if d is None else (-d / density).to(z.dtype) for d in dF]
+        # where the density underflows to 0 the sample is pinned: gradient 0 (not 0/0)
+        return [torch.zeros_like(z) if d is None else torch.where(density > 0, -d / density, 0.0).to(z.dtype)
+                for d in dF]
 
 
 def from_cdf(cdf: Callable[..., torch.Tensor], log_prob: Callable[..., torch.Tensor]) -> GradFn:
@@ -119,8 +126,8 @@ def invert_cdf(cdf: Callable[[torch.Tensor], torch.Tensor], u: torch.Tensor, lo:
         raise ValueError(f"cdf must be callable, got {cdf!r}")
     u = checks.probability("u", u).double()
     iterations = checks.count("iterations", iterations)
-    if not lo < hi:
-        raise ValueError(f"lo must be below hi, got lo={lo!r}, hi={hi!r}")
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"lo must be below hi, both finite, got lo={lo!r}, hi={hi!r}")
     low, high = torch.full_like(u, lo), torch.full_like(u, hi)
     with torch.no_grad():
         for _ in range(iterations):

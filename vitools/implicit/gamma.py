@@ -239,7 +239,7 @@ def rsample_log_standard_gamma(alpha: torch.Tensor, sample_shape=torch.Size()) -
     2000): $z = g\,u^{1/\alpha}$, $g \sim$ Gamma$(\alpha + 1)$, so $\log z = \log g + \log(u)/\alpha$
     stays finite where $z$ itself underflows (about half of all draws at $\alpha = 10^{-3}$)."""
     checks.positive("alpha", alpha)
-    a = alpha.double().expand(torch.Size(sample_shape) + alpha.shape)
+    a = alpha.double().expand(checks.sample_shape("sample_shape", sample_shape) + alpha.shape)
     with torch.no_grad():
         ad = a.detach().contiguous()
         boost = ad < 1
@@ -252,7 +252,7 @@ def rsample_log_standard_gamma(alpha: torch.Tensor, sample_shape=torch.Size()) -
 def rsample_standard_gamma(alpha: torch.Tensor, sample_shape=torch.Size()) -> torch.Tensor:
     """Gamma(``alpha``, 1) samples ``[*sample_shape, *alpha.shape]`` differentiable in ``alpha``."""
     checks.positive("alpha", alpha)
-    shape = torch.Size(sample_shape) + alpha.shape
+    shape = checks.sample_shape("sample_shape", sample_shape) + alpha.shape
     a = alpha.expand(shape)
     with torch.no_grad():
         z = torch._standard_gamma(a.detach().contiguous())
@@ -288,5 +288,7 @@ def gamma_icdf(u: torch.Tensor, alpha: torch.Tensor, iterations: int = 200) -> t
     r"""$z = P^{-1}(\alpha, u)$, the inverse standard-Gamma CDF, by bisection in $\log z$ on torch's
     ``gammainc`` (float64 in, float64 out). A slow, exact-to-rounding reference for tests,
     benchmarks and pictures (central differences of it check $dz/d\alpha$), not a sampler."""
+    checks.broadcast(u=u, alpha=alpha)
+    checks.positive("alpha", alpha)
     return torch.exp(invert_cdf(lambda t: torch.special.gammainc(alpha, torch.exp(t)), u, -740.0, 12.0,
                                 iterations=iterations))

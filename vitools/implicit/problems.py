@@ -24,6 +24,7 @@ from .von_mises import VonMises
 
 def bessel_ratio(kappa: torch.Tensor) -> torch.Tensor:
     r"""$A(\kappa) = I_1(\kappa)/I_0(\kappa)$, differentiable (exponentially scaled Bessels)."""
+    checks.finite("kappa", kappa)
     return torch.special.i1e(kappa) / torch.special.i0e(kappa)
 
 

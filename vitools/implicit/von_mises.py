@@ -115,6 +115,7 @@ def von_mises_cdf(x: torch.Tensor, kappa: torch.Tensor) -> torch.Tensor:
     Shapes broadcast; computed in float64 (relative error about $10^{-14}$ in the left tail,
     $10^{-16}$ absolute elsewhere), returned in the promoted dtype of the inputs.
     """
+    checks.broadcast(x=x, kappa=kappa)
     x, kappa = torch.broadcast_tensors(torch.as_tensor(x), torch.as_tensor(kappa))
     checks.positive("kappa", kappa)
     checks.finite("x", x)
@@ -129,7 +130,11 @@ def von_mises_cdf(x: torch.Tensor, kappa: torch.Tensor) -> torch.Tensor:
 
 
 def von_mises_log_prob(x: torch.Tensor, kappa: torch.Tensor) -> torch.Tensor:
-    """log density of the centred von Mises(0, kappa) (stable for large kappa via i0e)."""
+    """log density of the centred von Mises(0, kappa) (stable for large kappa via i0e); ``kappa >= 0``."""
+    checks.broadcast(x=x, kappa=kappa)
+    checks.finite("x", x)
+    if not (checks.finite("kappa", kappa) >= 0).all():
+        raise ValueError(f"kappa must be non-negative, got {torch.as_tensor(kappa).min().item()!r}")
     return -2 * kappa * torch.sin(x / 2) ** 2 - torch.log(2 * math.pi * torch.special.i0e(kappa))
 
 
@@ -155,11 +160,20 @@ def _proposal_r(kappa: torch.Tensor) -> torch.Tensor:
 
 
 def sample_centred(kappa: torch.Tensor) -> torch.Tensor:
-    """Best-Fisher rejection samples of von Mises(0, ``kappa``), one per element, in (-pi, pi]."""
+    """Best-Fisher rejection samples of von Mises(0, ``kappa``), one per element, in (-pi, pi].
+
+    Above ``kappa = 1e10`` the proposal's parameter rounds to 1 in float64 and the sampler would
+    never accept; there theta ~ N(0, 1/kappa), exact to O(1/kappa). Below 1e-150 the density is
+    uniform to float64 precision (kappa is clamped there so that kappa**2 does not underflow).
+    """
+    kappa = checks.positive("kappa", kappa)
     k = kappa.detach().double()
+    big = k > 1e10
+    normal = torch.randn_like(k) / torch.sqrt(k)
+    k = k.clamp(1e-150, 1e10)
     r = _proposal_r(k)
-    out = torch.empty_like(k)
-    todo = torch.ones_like(k, dtype=torch.bool)
+    out = torch.where(big, normal, torch.empty_like(k))
+    todo = ~big
     while todo.any():
         u1, u2, u3 = torch.rand((3, *k.shape), dtype=k.dtype, device=k.device)
         zc = torch.cos(math.pi * u1)
@@ -176,7 +190,7 @@ def sample_centred(kappa: torch.Tensor) -> torch.Tensor:
 def rsample_centred(kappa: torch.Tensor, sample_shape=torch.Size()) -> torch.Tensor:
     """Centred von Mises samples ``[*sample_shape, *kappa.shape]`` differentiable in ``kappa``."""
     checks.positive("kappa", kappa)
-    k = kappa.expand(torch.Size(sample_shape) + kappa.shape)
+    k = kappa.expand(checks.sample_shape("sample_shape", sample_shape) + kappa.shape)
     return implicit_sample(sample_centred(k), _theta_grad, k)
 
 

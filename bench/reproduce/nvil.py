@@ -28,7 +28,7 @@ from .common import RESULTS, Timer, run, write_result
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 VARIANTS = {
-    "NVIL (baseline + b(x) + VN)": dict(constant_baseline=True, input_baseline=True, normalize=True),
+    "NVIL (baseline + input baseline + VN)": dict(constant_baseline=True, input_baseline=True, normalize=True),
     "baseline + VN": dict(constant_baseline=True, input_baseline=False, normalize=True),
     "baseline only": dict(constant_baseline=True, input_baseline=False, normalize=False),
     "VN only": dict(constant_baseline=False, input_baseline=False, normalize=True),

@@ -62,8 +62,7 @@ def loop(estimator, problem, theta, n, k, device):
         start = time.perf_counter()
         if estimator.warm_up_steps:
             estimator.reset()
-            replicas = estimator.options.get("train_batch", max(8, vt.diagnostics.WARM_UP_DRAWS // k))
-            estimator.warm_up(problem.at(theta.detach().expand(replicas, *theta.shape)), k)
+            estimator.warm_up(problem.at(theta.detach()), k)       # at copies of theta, as grad_samples does
         estimator.eval()
         rows = []
         for _ in range(n):

@@ -24,7 +24,6 @@ from . import checks, config
 from .targets import ProblemTarget, Target
 
 MAX_DRAWS_PER_CHUNK = 2**21
-WARM_UP_DRAWS = 256             # draws per warm-up step at a toy problem's theta
 ROUNDING_ULPS = 16
 
 
@@ -42,7 +41,8 @@ def grad_samples(estimator, problem, theta: torch.Tensor | None = None, n: int =
     Model targets, ``grad_samples(est, model.on(x), n=..., k=...)``: ``{parameter name: [n, *shape]}``
     for the model's parameters (``model.<name>``) and the estimator's own
     (``estimator.<name>``), each estimate the gradient of the surrogate summed over the batch ``x``;
-    vectorized with ``torch.func.vmap`` over replicas (different randomness each), the estimator
+    vectorized with ``torch.func.vmap`` over replicas (different randomness each; a sequence
+    target, whose particle filter branches on its weights, one replica at a time), the estimator
     frozen. The model target form does not warm up: call ``est.warm_up`` first.
 
     An estimator whose assumptions fail raises ``ValueError`` unless ``force=True``, which is how
@@ -71,8 +71,7 @@ def grad_samples(estimator, problem, theta: torch.Tensor | None = None, n: int =
     with config.seeded(seed):
         if warm_up and estimator.warm_up_steps:
             estimator.reset()
-            replicas = estimator.options.get("train_batch", max(8, WARM_UP_DRAWS // k))
-            estimator.warm_up(ProblemTarget(problem, theta.expand(replicas, *theta.shape)), k)
+            estimator.warm_up(ProblemTarget(problem, theta), k)       # at copies of theta
         estimator.eval()
         try:
             for start in range(0, n, chunk):
@@ -102,9 +101,9 @@ def check_batch_convention(problem, theta: torch.Tensor) -> None:
 
 def _model_grad_samples(estimator, target, n, k, seed, force, chunk: int = 4096):
     model = target.model()
-    if model is None:
-        raise ValueError(f"problem must be a model target (model.on(x)) or a toy problem with theta, got "
-                         f"{target.describe()}")
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"problem must be a model target (model.on(x), the model an nn.Module) or a toy "
+                         f"problem with theta, got {target.describe()}")
     if not force:
         reason = estimator.why_not(target)
         if reason is not None:
@@ -123,7 +122,12 @@ def _model_grad_samples(estimator, target, n, k, seed, force, chunk: int = 4096)
     def one(p, _replica):
         return torch.func.functional_call(bundle, p, (target, k))
 
-    per_replica = torch.func.vmap(torch.func.grad(one), in_dims=(None, 0), randomness="different")
+    if getattr(target, "vmappable", True):
+        per_replica = torch.func.vmap(torch.func.grad(one), in_dims=(None, 0), randomness="different")
+    else:                                   # its computation branches on data: one replica at a time
+        def per_replica(p, replicas):
+            rows = [torch.func.grad(one)(p, r) for r in replicas]
+            return {name: torch.stack([row[name] for row in rows]) for name in p}
     out: dict[str, list[torch.Tensor]] = {name: [] for name in params}
     try:
         with config.seeded(seed):

@@ -196,12 +196,14 @@ def gapped_logits(logits: torch.Tensor, hard: torch.Tensor, gap: float, categori
     return logits + (target - logits).detach()
 
 
-def igr_simplex(logits: torch.Tensor, k: int, temperature: float, sigma: float, delta: float) -> torch.Tensor:
+def igr_simplex(logits: torch.Tensor, k: int, temperature: float, sigma: float, delta: float,
+                eps: torch.Tensor | None = None) -> torch.Tensor:
     r"""``k`` IGR points of the simplex ``[k, *logits.shape]`` for categorical ``logits`` ``[..., C]``
     (Potapczynski et al. 2020, arXiv:1912.09588): $y = (\mu + \sigma\varepsilon)/\tau$ with
     $\mu_i = \ell_i - \ell_C$, then softmax++ $e^{y_i}/(\sum_j e^{y_j} + \delta)$ and $1 - \sum$ for class $C$."""
     mu = logits[..., :-1] - logits[..., -1:]
-    eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype)
+    if eps is None:                                 # standard normals [k, ..., C - 1], else given
+        eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype)
     y = (mu + sigma * eps) / temperature
     log_delta = torch.full_like(y[..., :1], math.log(delta))
     return torch.softmax(torch.cat([y, log_delta], -1), -1)

@@ -153,9 +153,7 @@ class LayeredTarget(Target):
 
 class ReparamTarget(Target):
     """A latent-variable model with reparameterizable continuous latents on a batch ``x`` ``[N, D]``.
-
-    The model provides ``encode(x)`` (a distribution with batch ``[N]``), ``decode(z)`` and
-    ``prior()`` (as :class:`vitools.models.GaussianVAE` does)."""
+    Subclasses (the Gaussian VAE's ``VAETarget``) implement :meth:`q` and :meth:`log_joint`."""
 
     kind = "reparam"
 
@@ -166,11 +164,12 @@ class ReparamTarget(Target):
         return self._model
 
     def q(self):
-        return self._model._encode(self.x)
+        """$q(z \\mid x)$: a reparameterizable distribution with batch ``[N]``."""
+        raise NotImplementedError
 
     def log_joint(self, z: torch.Tensor) -> torch.Tensor:
         """$\\log p(x, z)$ for latents ``z`` ``[K, N, d]`` -> ``[K, N]``."""
-        return self._model._decode(z).log_prob(self.x) + self._model.prior().log_prob(z)
+        raise NotImplementedError
 
     def signature(self) -> tuple:
         return ("reparam", type(self._model).__name__, tuple(self.x.shape[-1:]))
@@ -181,6 +180,7 @@ class SequenceTarget(Target):
     (ELBO, IWAE, FIVO) are particle-filter estimates (:func:`vitools.smc.particle_filter`)."""
 
     kind = "sequence"
+    vmappable = False           # resampling branches on the weights: per-replica gradients one at a time
 
     def __init__(self, model, x: torch.Tensor, mask: torch.Tensor):
         self._model, self.x, self.mask = model, x, mask

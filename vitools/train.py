@@ -286,7 +286,7 @@ def _estimator_loss(estimator, model_or_problem, data, k, theta, lr, explicit_lr
             out = estimator(target, k)
             controls.pending = out
             norm = target.normalizer() if hasattr(target, "normalizer") else out.surrogate.numel()
-            return -out.surrogate.sum() / norm
+            return _signed(target, out.surrogate.sum()) / norm
         return loss, model, controls
     if all(hasattr(model_or_problem, a) for a in ("init_params", "distribution", "cost")):
         if data is not None:
@@ -295,15 +295,22 @@ def _estimator_loss(estimator, model_or_problem, data, k, theta, lr, explicit_lr
         replicas = None if control_batch is None else checks.count("control_batch", control_batch, minimum=2)
 
         def loss():
-            out = estimator(ProblemTarget(model_or_problem, theta), k)
+            target = ProblemTarget(model_or_problem, theta)
+            out = estimator(target, k)
             controls.pending = out
             if replicas is not None and out.control_loss is not None:
                 replicated = theta.detach().expand(replicas, *theta.shape)
                 controls.pending = estimator(ProblemTarget(model_or_problem, replicated), k)
-            return out.surrogate.sum()
+            return _signed(target, out.surrogate.sum())
         return loss, [theta], controls
     raise ValueError(f"params_or_module must be a model with on(x) or a toy problem when training an "
                      f"estimator, got {type(model_or_problem).__name__}")
+
+
+def _signed(target, value):
+    """What the optimizer descends: the value itself for a target that is minimised (a toy's cost),
+    its negative for one that is maximised (a bound), as ``target.sense`` says."""
+    return value if target.sense == "minimize" else -value
 
 
 def fit_toy(estimator, problem, steps: int = 300, lr: float = 0.05, k: int = 1, record_every: int = 10,

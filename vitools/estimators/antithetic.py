@@ -11,6 +11,8 @@ value and the pathwise term. A sample of ``k`` means ``k`` pairs; Bernoulli laye
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from . import layers as L
@@ -50,7 +52,7 @@ class _Antithetic(Estimator):
             lg = logits[l].detach()
             _, partner, weight = antithetic_pair(self.name, us[l], lg)          # h_l = 1[u_l < sigma]
             hs_partner = L.propagate(target, hs, l, partner, us)
-            with torch.no_grad() if l else torch.enable_grad():
+            with torch.no_grad() if l else contextlib.nullcontext():
                 partner_logits = [*logits[:l], lg, *[target.logits(j, hs_partner[j - 1]) for j in range(l + 1, len(hs))]]
                 f_partner = L.signal(target, hs_partner, partner_logits)
                 if l == 0:                                                        # a second draw from q

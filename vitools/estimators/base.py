@@ -13,6 +13,11 @@ parameter exactly once (Pyro's ``TraceGraph_ELBO`` joins them the same way).
 
 Rules every estimator follows:
 
+* differentiate the surrogate with respect to the model's parameters and ``control_loss`` with
+  respect to ``est.parameters()`` only (``torch.autograd.grad(..., est.parameters())``, as
+  :func:`vitools.train.fit` and :meth:`Estimator.warm_up` do): the surrogate's graph never reaches
+  the estimator's parameters, but REBAR's and RELAX's control losses do pass through the model's
+  relaxed forward pass, so a single joint ``backward()`` would add their gradient to the model's;
 * it is an ``nn.Module``; its forward pass holds no optimizer and changes no state except
   running statistics, and those only in ``train()`` mode. In ``eval()`` mode it is a pure
   function of the target and the random numbers, safe under ``torch.func.vmap``;
@@ -180,6 +185,8 @@ class Estimator(nn.Module):
             target = as_target(target)
         except ValueError as err:
             return str(err)
+        except Exception as err:                   # e.g. a class instead of an instance, or a failing init_params
+            return f"it could not be read as a target ({type(err).__name__}: {err})"
         try:
             return self._why_not(target)
         except Exception as err:                   # a user's problem failing inside its own code
@@ -197,7 +204,7 @@ class Estimator(nn.Module):
         """The learned state (baselines, control variates, running statistics) for targets with
         ``target``'s signature, built by ``build()`` on first use. Different signatures get
         different states, never a shape error."""
-        key = "s" + hashlib.sha1(repr(target.signature()).encode()).hexdigest()[:12]
+        key = _state_key(target)
         if key not in self.states:
             module = build()
             like = _reference_tensor(target)
@@ -242,6 +249,11 @@ class Estimator(nn.Module):
         fresh minibatch). Returns the control loss per step (empty when there is nothing to fit)."""
         steps = checks.count("steps", self.warm_up_steps if steps is None else steps, minimum=0)
         lr = float(checks.positive("lr", self.options.get("lr", 1e-2) if lr is None else lr))
+        if isinstance(target, nn.Module) or hasattr(target, "on"):
+            raise ValueError(f"target must be a target or a callable returning one, got the model "
+                             f"{type(target).__name__}: pass model.on(x) or vt.train.batches(model, x)")
+        if isinstance(target, ProblemTarget) and target.theta.dim() == 1:
+            target = ProblemTarget(target.problem, target.theta.detach().expand(self.warm_up_replicas(k), -1))
         next_target = target if callable(target) and not isinstance(target, Target) else (lambda: target)
         was_training = self.training
         self.train()
@@ -269,9 +281,13 @@ class Estimator(nn.Module):
         ``None`` where this estimator has no integral for ``problem`` (see :mod:`.quadrature`)."""
         return None
 
+    def warm_up_replicas(self, k: int) -> int:
+        """How many copies of a toy problem's ``theta`` each warm-up step estimates at once."""
+        return max(8, 256 // k)
+
     def state_parameters(self, target: Target) -> list[nn.Parameter]:
         """The trainable parameters of the state built for ``target`` (empty when none)."""
-        key = "s" + hashlib.sha1(repr(as_target(target).signature()).encode()).hexdigest()[:12]
+        key = _state_key(as_target(target))
         return list(self.states[key].parameters()) if key in self.states else []
 
     def reset(self) -> None:
@@ -304,6 +320,13 @@ def as_target(obj) -> Target:
         return ProblemTarget(obj, obj.init_params().detach())
     raise ValueError(f"it acts on targets (problem.at(theta), model.on(x)) and problems with "
                      f"init_params, distribution and cost; got {type(obj).__name__}")
+
+
+def _state_key(target: Target) -> str:
+    """The name of ``target``'s state: its signature, dtype and device."""
+    like = _reference_tensor(target)
+    where = (str(like.dtype), str(like.device)) if like is not None else ()
+    return "s" + hashlib.sha1(repr((target.signature(), where)).encode()).hexdigest()[:12]
 
 
 def _reference_tensor(target: Target) -> torch.Tensor | None:

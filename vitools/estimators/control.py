@@ -9,8 +9,10 @@ $$\hat g_l = \big[f(h) - c(\tilde z_l)\big]\nabla_{\ell_l} \log q(h_l)
           + \nabla_{\ell_l} c(z_l) - \nabla_{\ell_l} c(\tilde z_l),$$
 
 where $\tilde z_l \sim p(z_l \mid h_l)$ is reparameterised by fresh uniforms (bits: Tucker et al.
-2017, arXiv:1703.07370, App.; classes: truncated Gumbels, ibid.). It is unbiased for every
-control $c$ that depends on $\ell_l$ only through its argument. REBAR takes $c(z) = \eta\,
+2017, arXiv:1703.07370, App.; classes: truncated Gumbels, ibid.). It is unbiased for every control
+$c(z, \ell)$ as long as both pathwise terms take the total derivative in $\ell_l$ (REBAR's relaxed
+signal also holds $\log q$ at relaxed points, a direct function of $\ell_l$: autograd differentiates
+both terms the same way, so the score and pathwise corrections still cancel in expectation). REBAR takes $c(z) = \eta\,
 f(\sigma_\lambda(z))$, the signal along the relaxed pass at temperature $\lambda$
 (:func:`.layers.relaxed_signal`); RELAX adds a learned network $r_\rho(\sigma_\lambda(z_l), x)$;
 LAX (ibid., Eq. 5) uses the network alone and the score of the continuous $z_l$,
@@ -91,6 +93,9 @@ class RelaxFamily(Estimator):
     def warm_up_steps(self) -> int:
         return self.options["train_steps"]
 
+    def warm_up_replicas(self, k: int) -> int:
+        return self.options["train_batch"]
+
     def _why_not(self, target):
         reason = L.why_not_layered(target)
         if reason is None and self.use_relaxed_cost and not isinstance(target, LayeredTarget):
@@ -130,7 +135,7 @@ class RelaxFamily(Estimator):
             pathwise, c = _logit_grad(difference, lg, create_graph)
             return (f.detach() - c).reshape(*c.shape, *[1] * len(layer.shape)) * L.score(layer, lg, hs[l]) + pathwise
 
-        def control(lv):                  # LAX: the relaxed cost's log q at detached logits: c depends on l via z only
+        def control(lv):          # LAX needs c to depend on the logits through z only (detached lg elsewhere)
             c_z = self._control(target, controls, hs, us, l, lg, lv + L.noise(layer, us[l]))
             return c_z.sum(), c_z
         pathwise, c = _logit_grad(control, lg, create_graph)

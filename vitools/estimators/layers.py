@@ -9,7 +9,7 @@ estimate $\hat g_l$ with respect to each layer's logits, chained to the paramete
 :func:`assemble` (the multi-layer treatment of Tucker et al. 2017, arXiv:1703.07370, Sec. 3 and
 App.; Grathwohl et al. 2018, arXiv:1711.00123, App.; Dong et al. 2020, arXiv:2006.10680, Sec. 5).
 
-All layers share one set of uniforms ``u`` per layer (shaped like its logits): bits
+The hard and relaxed passes share each layer's uniforms ``u`` (shaped like its logits): bits
 $h_l = \mathbb{1}[u_l < \sigma(\ell_l)]$, i.e. noisy logits $z_l = \ell_l + \mathrm{logit}(1 - u_l)$
 and $h_l = H(z_l)$; classes $z_l = \ell_l + G(u_l)$ with Gumbel noise and $h_l = \mathrm{onehot}
 (\arg\max z_l)$. A *relaxed pass* re-runs the stack above layer ``start`` with the same

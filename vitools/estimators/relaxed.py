@@ -123,4 +123,5 @@ class IGR(_Relaxed):
         tau, sigma = self._temperature(), self.options["sigma"]
         if layer.kind == "bernoulli":
             return relaxations.igr_bits(logits, u, tau, sigma)
-        return relaxations.igr_simplex(logits, 1, tau, sigma, self.options["delta"])[0]
+        eps = torch.special.ndtri(1 - u[..., :-1])            # Gaussians monotone in the hard pass's uniforms
+        return relaxations.igr_simplex(logits, 1, tau, sigma, self.options["delta"], eps=eps[None])[0]

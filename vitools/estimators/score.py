@@ -116,8 +116,12 @@ class ScoreFunction(Estimator):
         if self.control_variate == "delta":
             if not getattr(problem, "cost_is_differentiable", True):
                 return "the delta method needs a twice-differentiable cost"
-            if target.distribution().event_shape != ():
+            dist = target.distribution()
+            if dist.event_shape != ():
                 return "the delta-method control variate is implemented for scalar latents"
+            if not torch.isfinite(dist.mean).all():
+                return (f"the delta method expands the cost around the mean, and {type(dist).__name__} "
+                        "(class indices) has none")
         return None
 
     def exact_variance(self, problem, theta, k, points):
@@ -153,7 +157,7 @@ class ScoreFunction(Estimator):
         if self.baseline == "moving_average":
             value = stats.mean.clone() if stats.count > 0 else torch.zeros((), device=costs.device)
             if self.training:
-                stats.fold(self.options["decay"], mean=costs.detach().float().mean())
+                stats.fold(self.options["decay"], mean=costs.detach().mean())
             return value.to(costs.dtype)
         return torch.zeros((), device=costs.device, dtype=costs.dtype)
 

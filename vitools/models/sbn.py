@@ -102,7 +102,7 @@ class SBN(nn.Module):
         return list(self.encoders.parameters())
 
     def parameter_groups(self) -> dict[str, list[str]]:
-        """``{label: [parameter-name prefixes]}`` as named by ``model_grad_samples``."""
+        """``{label: [parameter-name prefixes]}`` as named by ``vt.diagnostics.grad_samples(est, sbn.on(x))``."""
         groups = {"generative (theta)": ["model.decoders", "model.prior_logits"]}
         for l in range(self.num_layers):
             groups[f"inference layer {l + 1} (phi)"] = [f"model.encoders.{l}."]

@@ -246,10 +246,13 @@ def gaussian_log_prob(value: torch.Tensor, mean: torch.Tensor, scale_tril: torch
     return -0.5 * white.square().sum(-1) - half_log_det - 0.5 * value.shape[-1] * math.log(2 * math.pi)
 
 
-class ProposalModel:
-    """The model with one proposal, in the protocol of :mod:`vitools.smc`. State: z ``[B, K, dz]``."""
+class ProposalModel(torch.nn.Module):
+    """The model with one proposal, in the protocol of :mod:`vitools.smc`. State: z ``[B, K, dz]``.
+    A module whose parameters are a learnable proposal's (none for a fixed one), so estimators,
+    :func:`vitools.diagnostics.grad_samples` and :func:`vitools.train.fit` can act on its targets."""
 
     def __init__(self, ssm: LinearGaussianSSM, proposal):
+        super().__init__()
         if not isinstance(proposal, (LinearGaussianProposal, LearnableProposal)):
             raise ValueError(f"proposal must be a LinearGaussianProposal or LearnableProposal, "
                              f"got {type(proposal).__name__}")

@@ -31,10 +31,11 @@ each call appends the current $\lambda_t$, keeping the last ``levels``.
 
 A note on cost (the reason to measure, not assume): every level costs one or two gradient
 evaluations per draw and $V_0$, the variance at the oldest parameters, is about the variance $V$
-at the current ones, so $\mathrm{Var}\,\hat g = V_0/N_0 + \sum_{l\ge1} V_l/N_l$ is above plain
-Monte Carlo's $V/N_0$ with the same $N_0$ draws, and at equal cost $C$ the optimal allocation
-gives $(\sqrt{V_0} + \sum_{l\ge1}\sqrt{2 V_l})^2 / C \ge V/C$. :meth:`MLMC.cost` reports the
-gradient evaluations of a call; the tests and notebook 09 measure both comparisons.
+at the current ones, so $\mathrm{Var}\,\hat g = V_0/N_0 + \sum_{l\ge1} V_l/N_l$ is about plain Monte
+Carlo's $V/N_0$ with the same $N_0$ draws (above it unless $V_0 < V$), and at equal cost $C$ the
+optimal allocation gives $(\sqrt{V_0} + \sum_{l\ge1}\sqrt{2 V_l})^2 / C$, above $V/C$ when $V_0 \approx V$.
+:meth:`MLMC.cost` reports the gradient evaluations of a call; the tests and notebook 09 measure
+both comparisons.
 
 Toy problems with reparameterizable distributions and differentiable costs only.
 """

@@ -175,10 +175,13 @@ def test_other_os_errors_are_not_reported_as_permission_problems(tmp_path, monke
 # ------------------------------------------------------------------- two processes at once
 
 CHILD = """
-import sys, time
+import pathlib, sys, time
 from vitools.data import cache
 cache.register({name!r}, {url!r}, checksum={digest!r})
-while time.time() < {start}:
+ready = pathlib.Path({barrier!r})
+(ready / sys.argv[1]).touch()                     # both imported: start together
+deadline = time.time() + 120
+while len(list(ready.iterdir())) < 2 and time.time() < deadline:
     time.sleep(0.005)
 path = cache.fetch({name!r}, data_dir={folder!r}, progress=False)
 print(path)
@@ -187,13 +190,13 @@ print(path)
 
 def test_two_processes_fill_the_cache_at_once_and_both_succeed(server, tmp_path):
     state, url = server
-    state["delay"] = 0.02                               # 16 chunks: ~0.3 s per download, so they overlap
-    folder = tmp_path / "shared"
-    start = time.time() + 3.0
-    code = CHILD.format(name=NAME, url=url + "faults.bin", digest=DIGEST, start=start, folder=str(folder))
+    state["delay"] = 0.05                               # 16 chunks: ~0.8 s per download, so they overlap
+    folder, barrier = tmp_path / "shared", tmp_path / "barrier"
+    barrier.mkdir()
+    code = CHILD.format(name=NAME, url=url + "faults.bin", digest=DIGEST, barrier=str(barrier), folder=str(folder))
     env = dict(os.environ, OMP_NUM_THREADS="1", VITOOLS_THREADS="1", PYTHONPATH=str(ROOT))
-    children = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True, env=env) for _ in range(2)]
+    children = [subprocess.Popen([sys.executable, "-c", code, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env=env) for i in range(2)]
     seen = []                                           # every look at the file while they write
     while any(c.poll() is None for c in children):
         target = folder / NAME

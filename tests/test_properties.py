@@ -265,6 +265,8 @@ SPECS: dict[str, Spec] = {
     P + "use_style": Spec(lambda d, tmp: dict(dpi=120), ("dpi",), device=False),
     P + "estimator_color": Spec(lambda d, tmp: dict(label="REBAR"), ("label",), lambda out, kw: out.startswith("#"),
                                 device=False),
+    P + "legend_outside": Spec(lambda d, tmp: dict(where="right"), ("where",), device=False,
+                               call=_plot(lambda ax, where: (ax.plot([0, 1], label="a"), vt.plots.legend_outside(ax, where))[1])),
     P + "new_figure": Spec(lambda d, tmp: dict(ncols=2, nrows=1, width=4.0, height=2.0), ("ncols", "nrows", "width", "height"),
                            call=lambda **kw: plt.close(vt.plots.new_figure(**kw)[0]), device=False),
     P + "draw_gradient_histograms": Spec(lambda d, tmp: dict(samples={"a": _t(np.linspace(-1, 1, 50), d)}, exact=0.0, bins=10),
@@ -417,17 +419,28 @@ KNOWN = {
     P + "draw_elbo_history": "smooth=nan: ValueError names no argument",
     P + "draw_error_curves": "params of another length: matplotlib's ValueError names no argument",
     P + "draw_gradient_histograms": "bins=0.0: TypeError",
-    P + "draw_log_variance_curves": "steps of another length: matplotlib's ValueError names no argument",
     P + "draw_relaxed_bit_density": "xs of another length: matplotlib's ValueError names no argument",
     P + "draw_sample_gradient": "an empty gradient array: IndexError",
     P + "draw_simplex_samples": "samples [n, 2]: numpy's matmul ValueError names no argument",
     P + "draw_snr_vs_k": "ks with a batch dimension: matplotlib's ValueError names no argument",
+    P + "draw_log_variance_curves": "steps of another length: matplotlib's ValueError names no argument",
     P + "new_figure": "ncols=0.0: matplotlib's ValueError names no argument",
     "vitools.problems_subset.log_set_prob": "mass=nan or a negative probability: NaN, no ValueError",
 }
 FUZZ_CASES = [pytest.param(*c.values, id=c.id, marks=[*c.marks, *([pytest.mark.xfail(
     strict=True, raises=AssertionError, reason=f"known: {KNOWN[c.values[0]]}")] if c.values[0] in KNOWN else [])])
     for c in CASES]
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_state():
+    """register() and use_style() change module-level state: put it back after each test."""
+    registry = dict(vt.data.cache.REGISTRY)
+    with matplotlib.rc_context():
+        yield
+    vt.data.cache.REGISTRY.clear()
+    vt.data.cache.REGISTRY.update(registry)
+    plt.close("all")
 
 
 @pytest.mark.parametrize("qualname,device", CASES)

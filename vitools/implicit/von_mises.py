@@ -189,6 +189,7 @@ def sample_centred(kappa: torch.Tensor) -> torch.Tensor:
 
 def rsample_centred(kappa: torch.Tensor, sample_shape=torch.Size()) -> torch.Tensor:
     """Centred von Mises samples ``[*sample_shape, *kappa.shape]`` differentiable in ``kappa``."""
+    kappa = checks.real("kappa", kappa)
     checks.positive("kappa", kappa)
     k = kappa.expand(checks.sample_shape("sample_shape", sample_shape) + kappa.shape)
     return implicit_sample(sample_centred(k), _theta_grad, k)

@@ -42,6 +42,13 @@ def commit() -> str:
         return "unknown"
 
 
+def command() -> str:
+    """The command line as typed: ``python -m bench.reproduce.<name> ...`` (no absolute paths)."""
+    argv = list(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
+    argv[0] = Path(argv[0]).name
+    return " ".join(str(Path(a).relative_to(ROOT)) if a.startswith(str(ROOT)) else a for a in argv)
+
+
 class Timer:
     """Wall-clock seconds since construction: ``Timer().seconds``."""
 
@@ -65,7 +72,7 @@ def write_result(name: str, paper: str, finding: str, metric: str, reference: di
     """Validate and write ``<results_dir>/<name>.json`` atomically (a failure leaves no file behind);
     returns its path."""
     result = {"name": name, "paper": paper, "finding": finding,
-              "command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": commit(),
+              "command": command(), "commit": commit(),
               "machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "seconds": float(seconds), "metric": metric, "reference": reference, "runs": runs}
     if paper_value is not None:

@@ -57,7 +57,8 @@ class PairExplorer(Explorer):
         colors = [plots.estimator_color(estimators.get(n).label) for n in names]
         left.bar(names, [data["variance"][n] for n in names], color=colors)
         left.set_yscale("log")
-        left.set_title(f"variance ({self.prefix}*), k = {data['k']}", fontsize=9)
+        ks = ", ".join(f"{n}: k={k}" for n, k in data["k"].items())
+        left.set_title(f"variance ({self.prefix}*); {ks}", fontsize=9)
         right.bar(names, [data["bias_z"][n] for n in names], color=colors)
         right.axhline(4, color="0.4", ls="--", lw=1)
         right.set_title("max |z| of the bias (dashed: 4)", fontsize=9)

@@ -411,19 +411,6 @@ CASES = [pytest.param(name, dev.values[0], id=f"{name.removeprefix('vitools.')}-
 # Found by this test and not fixed yet (the plotting functions pass shapes and counts straight to
 # matplotlib). Strict: each entry fails the suite once its function is fixed, so it is removed then.
 KNOWN = {
-    P + "draw_angles": "bins=0.0: TypeError from matplotlib",
-    P + "draw_bias_variance": "temperatures of another length: matplotlib's ValueError names no argument",
-    P + "draw_bound_curves": "curves with a 2-D value list: IndexError",
-    P + "draw_cdf_surface": "cdf of shape [2, 0]: TypeError from matplotlib",
-    P + "draw_digits": "rows=0.0: ZeroDivisionError",
-    P + "draw_elbo_history": "smooth=nan: ValueError names no argument",
-    P + "draw_error_curves": "params of another length: matplotlib's ValueError names no argument",
-    P + "draw_gradient_histograms": "bins=0.0: TypeError",
-    P + "draw_relaxed_bit_density": "xs of another length: matplotlib's ValueError names no argument",
-    P + "draw_sample_gradient": "an empty gradient array: IndexError",
-    P + "draw_simplex_samples": "samples [n, 2]: numpy's matmul ValueError names no argument",
-    P + "draw_snr_vs_k": "ks with a batch dimension: matplotlib's ValueError names no argument",
-    P + "draw_log_variance_curves": "steps of another length: matplotlib's ValueError names no argument",
     P + "new_figure": "ncols=0.0: matplotlib's ValueError names no argument",
     "vitools.problems_subset.log_set_prob": "mass=nan or a negative probability: NaN, no ValueError",
 }

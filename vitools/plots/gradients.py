@@ -5,7 +5,8 @@ import matplotlib.ticker as mticker
 import numpy as np
 import torch
 
-from .style import estimator_color, to_numpy
+from .. import checks
+from .style import as_curve, as_curves, estimator_color, to_numpy
 
 
 def draw_gradient_histograms(ax, samples: dict, exact: float | None = None, bins: int = 60,
@@ -16,7 +17,13 @@ def draw_gradient_histograms(ax, samples: dict, exact: float | None = None, bins
     heavy-tailed estimator does not squash the others (samples outside are not drawn); the
     exact gradient is a dashed black line.
     """
-    pooled = np.concatenate([to_numpy(v) for v in samples.values()]) if samples else np.zeros(1)
+    bins = checks.count("bins", bins)
+    samples = as_curves("samples", samples)
+    for label, v in samples.items():
+        checks.finite(f"samples[{label!r}]", v)
+    if exact is not None:
+        exact = float(checks.finite("exact", torch.as_tensor(float(exact), dtype=torch.float64)))
+    pooled = np.concatenate(list(samples.values())) if samples else np.zeros(1)
     lo, hi = np.quantile(pooled, [(1 - clip_quantile) / 2, (1 + clip_quantile) / 2])
     if exact is not None:
         lo, hi = min(lo, exact), max(hi, exact)
@@ -25,7 +32,7 @@ def draw_gradient_histograms(ax, samples: dict, exact: float | None = None, bins
     edges = np.linspace(lo, hi, bins + 1)
     artists = []
     for label, values in samples.items():
-        v = to_numpy(values)
+        v = values
         weights = np.full(v.shape, 1.0 / (len(v) * (edges[1] - edges[0])))   # density over all samples
         artists.append(ax.hist(v, bins=edges, weights=weights, histtype="step", lw=1.6,
                                color=estimator_color(label), label=label)[2])
@@ -79,14 +86,17 @@ def draw_variance_curves(ax, ks, curves: dict, points: dict | None = None, xlabe
     """Variance against a problem parameter: lines for exact curves (``label -> [len(ks)]``),
     markers for Monte Carlo checks (``label -> (xs, values)``); the log axis shows
     ``dynamic_range`` below the largest value."""
-    ks = to_numpy(ks)
+    ks = as_curve("ks", ks)
+    curves = as_curves("curves", curves, ks, "ks")
     artists = []
     for label, values in curves.items():
-        artists += ax.plot(ks, to_numpy(values), color=estimator_color(label), label=label)
+        artists += ax.plot(ks, values, color=estimator_color(label), label=label)
     for label, (xs, values) in (points or {}).items():
-        artists += ax.plot(to_numpy(xs), to_numpy(values), "o", ms=4, color=estimator_color(label))
+        xs = as_curve(f"points[{label!r}] xs", xs)
+        values = as_curve(f"points[{label!r}] values", values, xs, "its xs")
+        artists += ax.plot(xs, values, "o", ms=4, color=estimator_color(label))
     ax.set_yscale("log")
-    top = max((float(np.nanmax(to_numpy(v))) for v in curves.values()), default=1.0)
+    top = max((float(np.nanmax(v)) for v in curves.values()), default=1.0)
     ax.set_ylim(bottom=top * dynamic_range)     # a variance that touches 0 would squash the rest
     if logx:
         ax.set_xscale("log")

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .style import PALETTE, to_numpy
+from .. import checks
+from .style import PALETTE, as_curve, as_curves, to_numpy
 
 
 def draw_digits(ax, images, rows: int = 2, title: str | None = None):
     """A grid of square images ``[n, side*side]`` (the first ``rows * cols`` of them)."""
+    rows = checks.count("rows", rows)
     images = to_numpy(images)
-    side = int(round(np.sqrt(images.shape[1])))
+    side = int(round(np.sqrt(images.shape[1]))) if images.ndim == 2 else 0
+    if images.ndim != 2 or side < 1 or side * side != images.shape[1]:
+        raise ValueError(f"images must have shape [n, side*side] with side >= 1, got {images.shape}")
+    if images.shape[0] < rows:
+        raise ValueError(f"images must hold at least rows = {rows} images, got {images.shape[0]}")
     cols = max(1, images.shape[0] // rows)
     grid = images[: rows * cols].reshape(rows, cols, side, side).transpose(0, 2, 1, 3)
     artist = ax.imshow(grid.reshape(rows * side, cols * side), cmap="gray_r", vmin=0, vmax=1)
@@ -48,7 +54,8 @@ def draw_bound_curves(ax, curves: dict, ylabel: str = "validation bound (nats)",
     ``skip_before`` are left out (the untrained model's bound squashes the scale)."""
     artists = []
     for i, (label, (steps, values)) in enumerate(curves.items()):
-        steps, values = to_numpy(steps), to_numpy(values)
+        steps = as_curve(f"curves[{label!r}] steps", steps)
+        values = as_curve(f"curves[{label!r}] values", values, steps, "its steps")
         keep = steps >= skip_before
         artists.extend(ax.plot(steps[keep], values[keep], marker="o", ms=3, lw=1.5,
                                color=PALETTE[i % len(PALETTE)], label=label))
@@ -61,9 +68,10 @@ def draw_bound_curves(ax, curves: dict, ylabel: str = "validation bound (nats)",
 
 def draw_snr_vs_k(ax, ks, snrs: dict, ylabel: str = "gradient SNR", legend: bool = True):
     """SNR against the number of samples ``K`` for each estimator: ``{label: [len(ks)]}``."""
+    ks = as_curve("ks", ks)
     artists = []
-    for i, (label, values) in enumerate(snrs.items()):
-        artists.extend(ax.plot(to_numpy(ks), to_numpy(values), marker="o", color=PALETTE[i % len(PALETTE)],
+    for i, (label, values) in enumerate(as_curves("snrs", snrs, ks, "ks").items()):
+        artists.extend(ax.plot(ks, values, marker="o", color=PALETTE[i % len(PALETTE)],
                                label=label))
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -111,3 +111,19 @@ def running_mean(values: np.ndarray, window: int) -> np.ndarray:
     ``[len(values) - w + 1]`` with ``w = min(window, len(values))``."""
     w = max(1, min(int(window), len(values)))
     return np.convolve(values, np.ones(w) / w, mode="valid")
+
+
+def as_curve(name: str, values, like: np.ndarray | None = None, like_name: str = "") -> np.ndarray:
+    """``values`` as a non-empty 1-D float64 array (see :func:`to_numpy`); with ``like``, of the
+    same length as that array (named ``like_name``). A ValueError naming ``name`` otherwise."""
+    v = to_numpy(values)
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {v.shape}")
+    if like is not None and v.shape != like.shape:
+        raise ValueError(f"{name} must have the length of {like_name} ({len(like)}), got length {len(v)}")
+    return v
+
+
+def as_curves(name: str, curves: dict, like: np.ndarray | None = None, like_name: str = "") -> dict:
+    """``{label: as_curve(f"{name}[label]", values, like, like_name)}`` for a dict of curves."""
+    return {label: as_curve(f"{name}[{label!r}]", values, like, like_name) for label, values in curves.items()}

@@ -27,7 +27,7 @@ METHOD_COLORS = {
     "gumbel softmax": "#17becf", "gumbel-softmax": "#17becf", "concrete": "#17becf",
     "straight through": "#bcbd22", "straight-through": "#bcbd22", "gapped straight through": "#8c564b",
     "gst": "#8c564b", "igr": "#e377c2", "rebar": "#d62728", "relax": "#9467bd", "lax": "#2ca02c",
-    "arm": "#ff9896", "disarm": "#1f77b4",
+    "arm": "#ff9896", "disarm": "#08306b",
     # 06: implicit reparameterization
     "rsvi": "#98df8a", "implicit": "#1b9e77",
     # 09: black-box VI, delta-method control variates, flows, MLMC

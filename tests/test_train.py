@@ -100,7 +100,8 @@ def test_seed_reproduces_and_restores_global_state():
     assert runs[0][0] != runs[2][0]
 
 
-def test_progress_bar_on_and_off(capsys):
+def test_progress_bar_on_and_off(capsys, monkeypatch):
+    monkeypatch.setenv("VITOOLS_PROGRESS", "1")             # make test switches bars off
     w = torch.zeros(1, requires_grad=True)
     fit(lambda: (w - 1).pow(2).sum(), w, steps=5, progress=False, desc="quiet-run")
     assert "quiet-run" not in capsys.readouterr().err

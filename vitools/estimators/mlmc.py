@@ -85,7 +85,7 @@ def _per_sample_grads(problem, lam: torch.Tensor, n: int, seed: int) -> torch.Te
 
 
 def allocate(variances: list[float], k: int) -> list[int]:
-    """$N_l = \lceil k\sqrt{V_l C_0 / (V_0 C_l)}\,\rceil$ clipped to $[1, k]$, $N_0 = k$ ($C_0 = 1$, $C_l = 2$)."""
+    r"""$N_l = \lceil k\sqrt{V_l C_0 / (V_0 C_l)}\,\rceil$ clipped to $[1, k]$, $N_0 = k$ ($C_0 = 1$, $C_l = 2$)."""
     v0 = float(variances[0])
     if v0 <= 0:
         return [k] * len(variances)
@@ -93,7 +93,7 @@ def allocate(variances: list[float], k: int) -> list[int]:
 
 
 def level_variances(problem, lams: list[torch.Tensor], n: int, seed: int = 0) -> list[float]:
-    """$V_0 = \mathrm{tr}\,\mathrm{Var}\, g(\lambda^{(0)}, \epsilon)$ and $V_l$ of the coupled differences, from ``n`` draws each."""
+    r"""$V_0 = \mathrm{tr}\,\mathrm{Var}\, g(\lambda^{(0)}, \epsilon)$ and $V_l$ of the coupled differences, from ``n`` draws each."""
     g0 = _per_sample_grads(problem, lams[0], n, seed)
     out = [float(g0.var(0).sum())]
     for l in range(1, len(lams)):

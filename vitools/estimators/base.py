@@ -152,7 +152,8 @@ class Estimator(nn.Module):
     name: ClassVar[str] = ""
     unbiased: ClassVar[bool] = True
     OPTIONS: ClassVar[dict[str, Option]] = {}
-    warm_up_steps: ClassVar[int] = 0        # default steps of warm_up (0: nothing to fit)
+    default_warm_up_steps: ClassVar[int] = 0   # warm_up's steps unless a train_steps option says (0: nothing to fit)
+    min_k: ClassVar[int] = 1                    # the smallest k (2 for leave-one-out baselines)
 
     def __init__(self, **options):
         super().__init__()
@@ -163,7 +164,12 @@ class Estimator(nn.Module):
     @property
     def min_samples(self) -> int:
         """The smallest ``k`` the estimator accepts (2 for leave-one-out baselines)."""
-        return 1
+        return self.min_k
+
+    @property
+    def warm_up_steps(self) -> int:
+        """The default number of :meth:`warm_up` steps: the ``train_steps`` option where declared."""
+        return self.options.get("train_steps", self.default_warm_up_steps)
 
     @property
     def label(self) -> str:

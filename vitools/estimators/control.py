@@ -89,10 +89,6 @@ class RelaxFamily(Estimator):
     def label(self) -> str:
         return self.name.upper()
 
-    @property
-    def warm_up_steps(self) -> int:
-        return self.options["train_steps"]
-
     def warm_up_replicas(self, k: int) -> int:
         return self.options["train_batch"]
 

@@ -18,8 +18,6 @@ relaxed pass (:func:`.layers.relaxed_signal`).
 """
 from __future__ import annotations
 
-import torch
-
 from .. import relaxations
 from . import layers as L
 from .base import Option

@@ -91,9 +91,7 @@ class VIMCO(Estimator):
     name = "vimco"
     OPTIONS = {"mean": Option("geometric", "how the left-out weight is replaced", kind="choice", choices=MEANS)}
 
-    @property
-    def min_samples(self) -> int:
-        return 2
+    min_k = 2
 
     def _why_not(self, target):
         return why_not_generative(target)

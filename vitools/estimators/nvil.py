@@ -93,7 +93,7 @@ class NVIL(Estimator):
     """
 
     name = "nvil"
-    warm_up_steps = 200
+    default_warm_up_steps = 200
     OPTIONS = {
         "constant_baseline": Option(True, "subtract a running mean c of the signal", kind="bool"),
         "input_baseline": Option(True, "subtract a learned baseline b(x)", kind="bool"),

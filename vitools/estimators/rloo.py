@@ -85,9 +85,7 @@ class RLOO(Estimator):
 
     name = "rloo"
 
-    @property
-    def min_samples(self) -> int:
-        return 2
+    min_k = 2
 
     @property
     def label(self) -> str:
@@ -125,13 +123,7 @@ class DoubleCV(Estimator):
         "train_steps": Option(50, "default number of warm_up steps", kind="int", minimum=0),
     }
 
-    @property
-    def min_samples(self) -> int:
-        return 2
-
-    @property
-    def warm_up_steps(self) -> int:
-        return self.options["train_steps"]
+    min_k = 2
 
     @property
     def label(self) -> str:

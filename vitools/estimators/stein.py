@@ -80,13 +80,7 @@ class RODEO(Estimator):
         "train_steps": Option(100, "default number of warm_up steps", kind="int", minimum=0),
     }
 
-    @property
-    def min_samples(self) -> int:
-        return 2
-
-    @property
-    def warm_up_steps(self) -> int:
-        return self.options["train_steps"]
+    min_k = 2
 
     @property
     def label(self) -> str:

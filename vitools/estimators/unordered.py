@@ -44,9 +44,7 @@ class UnorderedSet(Estimator):
 
     name = "unordered_set"
 
-    @property
-    def min_samples(self) -> int:
-        return 2
+    min_k = 2
 
     @property
     def label(self) -> str:

@@ -21,10 +21,13 @@ from pathlib import Path
 
 import torch
 
+import vitools as vt
+
 from vitools.plots.reproductions import check_result
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results" / "reproductions"
+DATA_DIR = ROOT.parent / "shared" / "data"      # the full reference datasets, beside the checkout
 
 
 def machine() -> str:
@@ -90,3 +93,25 @@ def write_result(name: str, paper: str, finding: str, metric: str, reference: di
         Path(tmp).unlink(missing_ok=True)
         raise
     return results_dir / f"{name}.json"
+
+
+def digits(source: str = "binarized", n_valid: int = 1000, n_test: int = 500):
+    """``(x_train, x_valid, x_test, description)``: the full binarized MNIST (50,000 train; the
+    first ``n_valid`` validation and ``n_test`` test digits) or the bundled 28x28 digits (4,000
+    train, fixed binarization; validation and test from the 1,000 held-out digits). ``source="auto"``:
+    the full data where ../shared/data has it, else the bundled digits."""
+    if source == "auto":
+        source = "binarized" if (DATA_DIR / "binarized_mnist.npz").exists() else "bundled"
+    if source == "binarized":
+        load = lambda split: vt.data.load_mnist("binarized", split=split, data_dir=DATA_DIR)  # noqa: E731
+        x_train, x_valid, x_test = load("train"), load("valid")[:n_valid], load("test")[:n_test]
+        return x_train, x_valid, x_test, (f"binarized MNIST (Larochelle & Murray), 50,000 train, "
+                                          f"{n_valid} validation, first {n_test} test digits")
+    if source == "bundled":
+        x_train = vt.data.load_mnist("bundled", "train", binarize="fixed", seed=0)
+        held = vt.data.load_mnist("bundled", "test", binarize="fixed", seed=0)
+        n_test = min(n_test, 500)
+        return x_train, held[500:500 + n_valid], held[:n_test], (
+            f"bundled 28x28 digits, 4,000 train, fixed binarization; {min(n_valid, 500)} validation and "
+            f"{n_test} test digits from the 1,000 held out")
+    raise ValueError(f"source must be 'binarized' or 'bundled', got {source!r}")

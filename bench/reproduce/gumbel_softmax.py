@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
 import torch
 
@@ -34,23 +33,11 @@ import vitools as vt
 from vitools.models.categorical_vae import CategoricalVAE
 from vitools.models.sbn import evaluate_with_error
 
-from .common import ROOT, Timer, run, write_result
+from .common import Timer, digits, run, write_result
 
-SHARED = ROOT.parent / "shared" / "data"
 METHODS = ("score function (leave-one-out)", "straight-through", "Gumbel-Softmax", "ST Gumbel-Softmax", "GST", "IGR")
 ESTIMATORS = {"Gumbel-Softmax": "gumbel_softmax", "ST Gumbel-Softmax": "straight_through",
               "GST": "gapped_straight_through", "IGR": "igr"}
-
-
-def digits(n_valid: int, n_test: int):
-    """``(x_train, x_valid, x_test, source)``: 784 binary pixels per row."""
-    if (SHARED / "binarized_mnist.npz").exists():
-        load = lambda split: vt.data.load_mnist("binarized", split=split, data_dir=SHARED, download=False,  # noqa: E731
-                                                device="cpu")
-        return load("train"), load("valid")[:n_valid], load("test")[:n_test], "binarized MNIST (Larochelle & Murray)"
-    train = vt.data.load_mnist("bundled", "train", binarize="fixed", seed=0, device="cpu")
-    test = vt.data.load_mnist("bundled", "test", binarize="fixed", seed=1, device="cpu")
-    return train[:-n_valid], train[-n_valid:], test[:n_test], "bundled 28x28 digits, binarized once"
 
 
 def temperature(step: int, rate: float, every: int = 500, floor: float = 0.5) -> float:
@@ -112,7 +99,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     timer = Timer()
-    x_train, x_valid, x_test, source = digits(args.n_valid, args.n_test)
+    x_train, x_valid, x_test, source = digits("auto", n_valid=args.n_valid, n_test=args.n_test)
     reference = vt.models.IndependentBernoulli.fit(x_train)
     ref_value = reference.mean_log_prob(x_test)
     print(f"{source}: independent pixels {ref_value:.2f} nats on {len(x_test)} test digits", flush=True)

@@ -20,7 +20,8 @@ from vitools.models import sbn
 from vitools.models.vae import active_units
 
 from .common import RESULTS, Timer, run, write_result
-from .nvil import DATA_DIR, digits, reference
+from .common import DATA_DIR, digits
+from .nvil import reference
 
 KS = (1, 5, 50)
 # Burda et al. 2016, Table 1, MNIST, one stochastic layer: test NLL (L_5000) and active units.

@@ -18,14 +18,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 import vitools as vt
 from vitools.models import sbn
 
-from .common import RESULTS, Timer, run, write_result
+from .common import RESULTS, Timer, digits, run, write_result
 
-DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 VARIANTS = {
     "NVIL (baseline + input baseline + VN)": dict(constant_baseline=True, input_baseline=True, normalize=True),
@@ -35,25 +32,6 @@ VARIANTS = {
     "no variance reduction": dict(constant_baseline=False, input_baseline=False, normalize=False),
 }
 PAPER_ORDER = list(VARIANTS)   # best to worst in the paper's figure
-
-
-def digits(source: str = "binarized", n_valid: int = 1000, n_test: int = 500):
-    """``(x_train, x_valid, x_test, description)``: the full binarized MNIST (50,000 train; the
-    first ``n_valid`` validation and ``n_test`` test digits) or the bundled 28x28 digits (4,000
-    train, fixed binarization; validation and test from the 1,000 held-out digits)."""
-    if source == "binarized":
-        load = lambda split: vt.data.load_mnist("binarized", split=split, data_dir=DATA_DIR)  # noqa: E731
-        x_train, x_valid, x_test = load("train"), load("valid")[:n_valid], load("test")[:n_test]
-        return x_train, x_valid, x_test, (f"binarized MNIST (Larochelle & Murray), 50,000 train, "
-                                          f"{n_valid} validation, first {n_test} test digits")
-    if source == "bundled":
-        x_train = vt.data.load_mnist("bundled", "train", binarize="fixed", seed=0)
-        held = vt.data.load_mnist("bundled", "test", binarize="fixed", seed=0)
-        n_test = min(n_test, 500)
-        return x_train, held[500:500 + n_valid], held[:n_test], (
-            f"bundled 28x28 digits, 4,000 train, fixed binarization; {min(n_valid, 500)} validation and "
-            f"{n_test} test digits from the 1,000 held out")
-    raise ValueError(f"source must be 'binarized' or 'bundled', got {source!r}")
 
 
 def train_one(est_name: str, options: dict, seed: int, x_train, x_valid, x_test, steps: int, k: int = 1,

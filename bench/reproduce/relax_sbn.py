@@ -25,8 +25,8 @@ import torch
 import vitools as vt
 from vitools.models.sbn import SBN, evaluate_with_error, train_sbn
 
-from .common import Timer, run, write_result
-from .gumbel_softmax import digits
+from .common import Timer, digits, run, write_result
+
 
 METHODS = {
     "REINFORCE + baseline": ("nvil", {"input_baseline": False, "normalize": False}),
@@ -53,7 +53,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     timer = Timer()
-    x_train, x_valid, x_test, source = digits(args.n_valid, args.n_test)
+    x_train, x_valid, x_test, source = digits("auto", n_valid=args.n_valid, n_test=args.n_test)
     ref_value = vt.models.IndependentBernoulli.fit(x_train).mean_log_prob(x_test)
     net = "nonlinear 784-200~200-200" if args.nonlinear else "linear 784-200"
     print(f"{source}, {net}: independent pixels {ref_value:.2f} nats on {len(x_test)} test digits", flush=True)

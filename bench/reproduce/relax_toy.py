@@ -25,7 +25,7 @@ import torch
 import vitools as vt
 from vitools.diagnostics import grad_samples
 
-from .common import RESULTS, Timer, run, write_result
+from .common import Timer, run, write_result
 
 METHODS = {
     "REINFORCE": ("score_function", {}),

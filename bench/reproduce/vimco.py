@@ -18,7 +18,8 @@ import vitools as vt
 from vitools.models import sbn
 
 from .common import RESULTS, Timer, run, write_result
-from .nvil import digits, reference
+from .common import digits
+from .nvil import reference
 
 KS = (1, 2, 5, 10, 50)
 

@@ -44,12 +44,7 @@ class BreastCancer(NamedTuple):
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
-    got = cache.sha256(path)
-    if got != BUNDLED_SHA256:
-        raise ValueError(f"{path} has sha256 {got}, expected {BUNDLED_SHA256}; restore it from git "
-                         f"or rebuild it with `python data/build_breast_cancer.py`")
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {key: npz[key] for key in npz.files}
+    arrays = cache.read_bundled_npz(path, BUNDLED_SHA256, "data/build_breast_cancer.py")
     for split, n in SIZES.items():
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         if x.shape != (n, FEATURES) or y.shape != (n,) or not np.isfinite(x).all() or not set(np.unique(y)) <= {0, 1}:

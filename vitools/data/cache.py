@@ -241,6 +241,17 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def read_bundled_npz(path: str | os.PathLike, expected_sha256: str, build_script: str) -> dict[str, np.ndarray]:
+    """Every array of a bundled ``.npz`` file, after checking its sha256 against ``expected_sha256``
+    (a mismatch names the file and the ``build_script`` that rebuilds it)."""
+    got = sha256(path)
+    if got != expected_sha256:
+        raise ValueError(f"{path} has sha256 {got}, expected {expected_sha256}; restore it from git "
+                         f"or rebuild it with `python {build_script}`")
+    with np.load(path, allow_pickle=False) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
 def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], compress: bool = True) -> Path:
     """Write ``arrays`` as a NumPy ``.npz``, atomically and byte-for-byte reproducibly.
 

@@ -165,12 +165,7 @@ def _in_range(array: np.ndarray, maximum: int, where: str) -> np.ndarray:
 
 
 def _read_bundled(path: Path) -> dict[str, np.ndarray]:
-    got = cache.sha256(path)
-    if got != BUNDLED_SHA256:
-        raise ValueError(f"{path} has sha256 {got}, expected {BUNDLED_SHA256}; restore it from git "
-                         f"or rebuild it with `python data/build_mnist_subset.py`")
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {key: npz[key] for key in npz.files}
+    arrays = cache.read_bundled_npz(path, BUNDLED_SHA256, "data/build_mnist_subset.py")
     for split in SOURCES["bundled"]:
         _images(arrays[f"{split}_images"], 255, f"{path}: {split}_images")
         _labels(arrays[f"{split}_labels"], f"{path}: {split}_labels")

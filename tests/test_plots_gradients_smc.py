@@ -16,13 +16,6 @@ import vitools as vt  # noqa: E402
 from vitools.plots import smc as smc_plots  # noqa: E402
 
 
-@pytest.fixture
-def ax():
-    fig, ax = plt.subplots()
-    yield ax
-    plt.close(fig)
-
-
 def _visible_major_ticks(ax):
     lo, hi = ax.get_xlim()
     return [t for t in ax.get_xticks() if lo <= t <= hi]

@@ -411,7 +411,6 @@ CASES = [pytest.param(name, dev.values[0], id=f"{name.removeprefix('vitools.')}-
 # Found by this test and not fixed yet (the plotting functions pass shapes and counts straight to
 # matplotlib). Strict: each entry fails the suite once its function is fixed, so it is removed then.
 KNOWN = {
-    P + "new_figure": "ncols=0.0: matplotlib's ValueError names no argument",
     "vitools.problems_subset.log_set_prob": "mass=nan or a negative probability: NaN, no ValueError",
 }
 FUZZ_CASES = [pytest.param(*c.values, id=c.id, marks=[*c.marks, *([pytest.mark.xfail(

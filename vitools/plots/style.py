@@ -95,7 +95,14 @@ def legend_outside(ax, where: str = "right", **kwargs):
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, width: float = 9.0, height: float = 3.2, **kwargs):
-    """A figure that is *not* auto-displayed by the inline backend (explorers display it)."""
+    """A figure that is *not* auto-displayed by the inline backend (explorers display it).
+    ``ncols`` and ``nrows`` are positive integers, ``width`` and ``height`` positive inches."""
+    for name, value in (("ncols", ncols), ("nrows", nrows)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 < value < 1e3:
+            raise ValueError(f"{name} must be a positive number of inches below 1000, got {value!r}")
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), **kwargs)
     plt.close(fig)
     return fig, axes

@@ -1,6 +1,6 @@
 """Faults of the download cache beyond a corrupt file, a 404 and a truncated gzip (those are in
-tests/test_data.py): a download cut off and fetched again later, a data directory that cannot
-be written, and two processes filling the cache at once. Every test runs against a real HTTP
+tests/test_data.py): a download cut off and resumed later from where it broke off, a data
+directory that cannot be written, and two processes filling the cache at once. Every test runs against a real HTTP
 server on 127.0.0.1.
 
 Tests run as root here, where ``chmod`` cannot make a folder unwritable; the unwritable cache is
@@ -13,6 +13,7 @@ import errno
 import hashlib
 import http.server
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -43,9 +44,12 @@ def registered():
 @pytest.fixture
 def server():
     """(state, base_url): serves PAYLOAD at /faults.bin in 64 KiB chunks ``state["delay"]`` seconds
-    apart; while ``state["cut_after"]`` is set it closes the connection after that many bytes.
-    ``state["most_at_once"]`` records the largest number of downloads in flight together."""
-    state = {"delay": 0.0, "cut_after": None, "active": 0, "most_at_once": 0, "requests": 0}
+    apart; while ``state["cut_after"]`` is set it closes the connection after sending that many
+    bytes. It answers ``Range: bytes=N-`` with 206 from byte N (``state["ranges"]`` lists the Ns),
+    or ignores it when ``state["honour_range"]`` is False. ``state["sent"]`` counts the bytes sent,
+    ``state["most_at_once"]`` the largest number of downloads in flight together."""
+    state = {"delay": 0.0, "cut_after": None, "active": 0, "most_at_once": 0, "requests": 0,
+             "honour_range": True, "ranges": [], "sent": 0}
     lock = threading.Lock()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -61,15 +65,24 @@ def server():
                 state["active"] += 1
                 state["most_at_once"] = max(state["most_at_once"], state["active"])
             try:
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(PAYLOAD)))
+                asked = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+                start = int(asked.group(1)) if asked and state["honour_range"] else 0
+                if asked:
+                    state["ranges"].append(int(asked.group(1)))
+                self.send_response(206 if start else 200)
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+                body = PAYLOAD[start:]
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                limit = state["cut_after"] if state["cut_after"] is not None else len(PAYLOAD)
-                for start in range(0, limit, 65536):
-                    self.wfile.write(PAYLOAD[start:min(start + 65536, limit)])
+                limit = min(state["cut_after"], len(body)) if state["cut_after"] is not None else len(body)
+                for first in range(0, limit, 65536):
+                    chunk = body[first:min(first + 65536, limit)]
+                    self.wfile.write(chunk)
                     self.wfile.flush()
+                    state["sent"] += len(chunk)
                     time.sleep(state["delay"])
-                if limit < len(PAYLOAD):
+                if limit < len(body):
                     self.close_connection = True
             finally:
                 with lock:
@@ -83,26 +96,72 @@ def server():
     httpd.server_close()
 
 
+def resumable(folder: Path, url: str) -> Path:
+    return cache.resumable_path(folder / NAME, url + "faults.bin")
+
+
 # ------------------------------------------------------------------ interrupted, then again
 
-def test_interrupted_download_leaves_nothing_and_a_later_fetch_completes_it(server, registered, tmp_path):
+def test_interrupted_download_is_resumed_later_from_where_it_broke_off(server, registered, tmp_path):
     state, url = server
     registered(url)
     state["cut_after"] = 300_000
-    with pytest.raises(OSError, match="broke off after 300000 of 1048576 bytes"):
+    with pytest.raises(OSError, match="broke off after 300000 of 1048576 bytes; a later fetch resumes it"):
         cache.fetch(NAME, data_dir=tmp_path, progress=False)
-    assert not (tmp_path / NAME).exists()
-    assert leftovers(tmp_path) == []                   # no partial file left beside it
+    assert not (tmp_path / NAME).exists()              # nothing half-written under the file's name
+    kept = resumable(tmp_path, url)
+    assert leftovers(tmp_path) == [kept.name] and kept.name.startswith(".")
+    assert kept.read_bytes() == PAYLOAD[:300_000]
     state["cut_after"] = None                          # the connection is back
     path = cache.fetch(NAME, data_dir=tmp_path, progress=False)
     assert path == tmp_path / NAME and path.read_bytes() == PAYLOAD
+    assert state["ranges"] == [300_000]                # asked only for the rest ...
+    assert state["sent"] == len(PAYLOAD)               # ... and got only the rest: no byte twice
     assert leftovers(tmp_path) == [] and state["requests"] == 2
     assert cache.fetch(NAME, data_dir=tmp_path, progress=False) == path    # cached: no third request
     assert state["requests"] == 2
 
 
-def test_download_cut_by_an_exception_mid_stream_leaves_nothing(server, registered, tmp_path, monkeypatch):
-    """A KeyboardInterrupt (or any exception) while the bytes arrive removes the partial file."""
+def test_a_download_cut_twice_resumes_twice(server, registered, tmp_path):
+    state, url = server
+    registered(url)
+    state["cut_after"] = 200_000
+    for received in (200_000, 400_000):
+        with pytest.raises(OSError, match=f"broke off after {received} of 1048576 bytes"):
+            cache.fetch(NAME, data_dir=tmp_path, progress=False)
+    state["cut_after"] = None
+    assert cache.fetch(NAME, data_dir=tmp_path, progress=False).read_bytes() == PAYLOAD
+    assert state["ranges"] == [200_000, 400_000] and state["sent"] == len(PAYLOAD)
+
+
+def test_a_server_that_ignores_the_range_request_sends_the_whole_file_again(server, registered, tmp_path):
+    state, url = server
+    registered(url)
+    state["cut_after"], state["honour_range"] = 300_000, False
+    with pytest.raises(OSError, match="broke off"):
+        cache.fetch(NAME, data_dir=tmp_path, progress=False)
+    state["cut_after"] = None
+    assert cache.fetch(NAME, data_dir=tmp_path, progress=False).read_bytes() == PAYLOAD   # not 300,000 bytes twice
+    assert state["ranges"] == [300_000] and state["sent"] == 300_000 + len(PAYLOAD)
+    assert leftovers(tmp_path) == []
+
+
+def test_kept_bytes_that_are_wrong_fail_the_checksum_and_are_discarded(server, registered, tmp_path):
+    state, url = server
+    registered(url)
+    kept = resumable(tmp_path, url)
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"\xff" * 300_000)                # not the file's first bytes
+    with pytest.raises(ValueError, match="sha256"):
+        cache.fetch(NAME, data_dir=tmp_path, progress=False)
+    assert leftovers(tmp_path) == [] and not (tmp_path / NAME).exists()
+    assert cache.fetch(NAME, data_dir=tmp_path, progress=False).read_bytes() == PAYLOAD
+    assert state["ranges"] == [300_000]                # the second fetch started from byte 0
+
+
+def test_download_cut_by_an_exception_mid_stream_keeps_what_arrived(server, registered, tmp_path, monkeypatch):
+    """A KeyboardInterrupt (or any exception) while the bytes arrive keeps the bytes received, only
+    under the hidden resumable name, and re-raises; the next fetch resumes from there."""
     state, url = server
     registered(url)
     real_urlopen = cache.urllib.request.urlopen
@@ -124,9 +183,12 @@ def test_download_cut_by_an_exception_mid_stream_leaves_nothing(server, register
     monkeypatch.setattr(cache.urllib.request, "urlopen", urlopen)
     with pytest.raises(KeyboardInterrupt):
         cache.fetch(NAME, data_dir=tmp_path, progress=False)
-    assert leftovers(tmp_path) == [] and not (tmp_path / NAME).exists()
+    assert not (tmp_path / NAME).exists()
+    assert leftovers(tmp_path) == [resumable(tmp_path, url).name]
+    assert resumable(tmp_path, url).read_bytes() == PAYLOAD[:2 * 65536]
     monkeypatch.undo()
     assert cache.fetch(NAME, data_dir=tmp_path, progress=False).read_bytes() == PAYLOAD
+    assert state["ranges"] == [2 * 65536] and leftovers(tmp_path) == []
 
 
 # --------------------------------------------------------------------- unwritable directory
@@ -188,11 +250,17 @@ print(path)
 """
 
 
-def test_two_processes_fill_the_cache_at_once_and_both_succeed(server, tmp_path):
+@pytest.mark.parametrize("kept", [0, 300_000], ids=["fresh", "with-an-interrupted-download-waiting"])
+def test_two_processes_fill_the_cache_at_once_and_both_succeed(server, tmp_path, kept):
+    """Each process writes its own temporary file; a waiting interrupted download is claimed by
+    one of them (an atomic rename), and the other starts from byte 0."""
     state, url = server
     state["delay"] = 0.05                               # 16 chunks: ~0.8 s per download, so they overlap
     folder, barrier = tmp_path / "shared", tmp_path / "barrier"
     barrier.mkdir()
+    if kept:
+        resumable(folder, url).parent.mkdir(parents=True)
+        resumable(folder, url).write_bytes(PAYLOAD[:kept])
     code = CHILD.format(name=NAME, url=url + "faults.bin", digest=DIGEST, barrier=str(barrier), folder=str(folder))
     env = dict(os.environ, OMP_NUM_THREADS="1", VITOOLS_THREADS="1", PYTHONPATH=str(ROOT))
     children = [subprocess.Popen([sys.executable, "-c", code, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -211,3 +279,4 @@ def test_two_processes_fill_the_cache_at_once_and_both_succeed(server, tmp_path)
     assert (folder / NAME).read_bytes() == PAYLOAD
     assert all(seen), "a reader saw a half-written file"
     assert leftovers(folder) == []
+    assert state["ranges"] == ([kept] if kept else [])   # one of them resumed, once

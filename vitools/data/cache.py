@@ -7,7 +7,10 @@ download goes to a hidden temporary file beside its destination, is checked (len
 checksum, then the registered ``validate`` function, which parses the file and raises
 ``ValueError`` when its content is wrong) and only then moved into place with
 ``os.replace``. A file that fails is deleted and the error names the address, the file
-and what was wrong.
+and what was wrong. A download that breaks off keeps the bytes it received in a hidden
+``.<name>.<address hash>.resume`` file beside the destination; the next fetch of the same
+address resumes from there with an HTTP Range request (or starts again, if the server sends
+the whole file).
 
 The data directory is, in order: the ``data_dir`` argument, the ``VITOOLS_DATA_DIR``
 environment variable, ``~/.cache/vitools``. Pointing it at a folder that already holds
@@ -29,7 +32,7 @@ against its checksum on every :func:`fetch`; ``validate`` runs on arrival, and t
 that reads the file is expected to parse it with the same checks.
 
 API: :func:`data_dir`, :func:`register` / :func:`resource` / ``REGISTRY``, :func:`fetch`,
-:func:`download_file` (unregistered addresses), :func:`sha256` / :func:`file_hash` /
+:func:`download_file` (unregistered addresses), :func:`resumable_path`, :func:`sha256` / :func:`file_hash` /
 :func:`verify`, :func:`atomic_path` (write anything atomically) and :func:`write_npz`
 (a reproducible ``.npz``, atomically).
 """
@@ -296,29 +299,78 @@ def download_file(urls: str | Sequence[str], dest: str | os.PathLike, checksum: 
     raise kind(f"could not obtain {dest} (nothing was written): {reasons}")
 
 
+def resumable_path(dest: Path, url: str) -> Path:
+    """Where the bytes of an interrupted download of ``url`` into ``dest`` wait to be resumed: a
+    hidden file beside ``dest``, named after the address so that no other address continues it."""
+    return dest.parent / f".{dest.name}.{hashlib.sha256(url.encode()).hexdigest()[:12]}.resume"
+
+
+def _claim(partial: Path, tmp: Path) -> int:
+    """Move an interrupted download onto this download's own temporary file and return its length
+    (0 when there is none). ``os.replace`` is atomic, so of two processes only one resumes it."""
+    try:
+        os.replace(partial, tmp)
+    except FileNotFoundError:
+        return 0
+    return tmp.stat().st_size
+
+
+def _resumed_at(response, offset: int) -> int:
+    """The byte the server's answer starts at: ``offset`` for a 206 whose Content-Range starts there,
+    0 for a server that ignored the Range request and sends the whole file again."""
+    if not offset or response.status != 206:
+        return 0
+    match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", "").strip())
+    if not match or int(match.group(1)) != offset:
+        raise OSError(f"the server resumed at {response.headers.get('Content-Range')!r}, not at byte {offset}")
+    return offset
+
+
 def _download_one(url: str, dest: Path, checksum, validate, progress: bool) -> None:
+    """One address. Bytes already received by an interrupted download of the same address are
+    resumed with an HTTP Range request; an interruption keeps what has arrived for the next try."""
+    partial = resumable_path(dest, url)
     with atomic_path(dest) as tmp:
+        offset = _claim(partial, tmp)
+        request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+        total = None
         try:
-            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(tmp, "wb") as out:
-                total = response.headers.get("Content-Length")
-                total = int(total) if total and total.isdigit() else None
-                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                          desc=dest.name, disable=not progress, leave=False) as bar:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+                offset = _resumed_at(response, offset)
+                length = response.headers.get("Content-Length")
+                total = offset + int(length) if length and length.isdigit() else None
+                with open(tmp, "ab" if offset else "wb") as out, \
+                        tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                             desc=dest.name, disable=not progress, leave=False) as bar:
                     for block in iter(lambda: response.read(CHUNK), b""):
                         out.write(block)
                         bar.update(len(block))
         except urllib.error.HTTPError as err:
+            if err.code != 416:                          # 416: the kept bytes do not fit the file any more
+                _keep(tmp, partial)
             raise OSError(f"{url}: HTTP {err.code} {err.reason}") from None
-        except urllib.error.URLError as err:
-            raise OSError(f"{url}: {err.reason}") from None
-        except (http.client.HTTPException, TimeoutError) as err:
-            raise OSError(f"{url}: the download broke off ({type(err).__name__}: {err})") from None
+        except BaseException as err:
+            _keep(tmp, partial)
+            if isinstance(err, urllib.error.URLError):
+                raise OSError(f"{url}: {err.reason}") from None
+            if isinstance(err, (http.client.HTTPException, TimeoutError)):
+                raise OSError(f"{url}: the download broke off ({type(err).__name__}: {err}); "
+                              f"a later fetch resumes it") from None
+            raise
         size = tmp.stat().st_size
         if total is not None and size != total:
-            raise OSError(f"{url}: the download broke off after {size} of {total} bytes")
+            _keep(tmp, partial)
+            raise OSError(f"{url}: the download broke off after {size} of {total} bytes; a later fetch resumes it")
         try:
             verify(tmp, checksum)
             if validate is not None:
                 validate(tmp)
         except ValueError as err:
             raise ValueError(f"{url} is not a valid {dest.name}: {err}") from None
+
+
+def _keep(tmp: Path, partial: Path) -> None:
+    """Keep the bytes received so far (if any) for a later fetch to resume."""
+    with contextlib.suppress(OSError):
+        if tmp.stat().st_size:
+            os.replace(tmp, partial)

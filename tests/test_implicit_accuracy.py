@@ -85,3 +85,42 @@ def test_accuracy_bad_input():
         ImplicitAccuracyExplorer(log10_alpha=5.0)
     with pytest.raises(ValueError, match="dtype must be one of"):
         ImplicitAccuracyExplorer(dtype="float16")
+
+
+def test_float32_rows_are_float32_end_to_end():
+    """Regression: the float32 finite differences and approximate inverse CDF were computed in float64
+    and cast, so they looked as accurate in float32 as in float64. Cast float64 results would be off
+    by float32 rounding only (below 1e-7); float32 arithmetic throughout is off by far more."""
+    shapes = (1e-2, 1.0, 100.0)
+    e64 = {a: acc.gamma_relative_errors(a, n=6, dtype=torch.float64, seed=0) for a in shapes}
+    e32 = {a: acc.gamma_relative_errors(a, n=6, dtype=torch.float32, seed=0) for a in shapes}
+    fd64 = max(e["finite differences"].max().item() for e in e64.values())
+    fd32 = max(e["finite differences"].max().item() for e in e32.values())
+    assert fd64 < 1e-9 and fd32 > 1e-5                          # measured: 2e-10 and 1e-4
+    # the small-shape formula in float32: measured 7e-5 against 1e-9 in float64
+    assert e64[1e-2]["approx. inverse CDF"].max() < 1e-7 < 1e-6 < e32[1e-2]["approx. inverse CDF"].max()
+    assert max(e["vitools implicit"].max().item() for e in e32.values()) < 1e-6
+
+
+def test_float32_inverse_cdf_and_differences_stay_in_float32(monkeypatch):
+    seen = []
+    gammainc = torch.special.gammainc
+
+    def spy(a, x):
+        seen.append((a.dtype, x.dtype))
+        return gammainc(a, x)
+    monkeypatch.setattr(torch.special, "gammainc", spy)
+    z = torch.tensor([0.05, 1.0, 30.0])
+    g = acc._fd_inverse_cdf_grad(z, torch.tensor([0.5, 2.0, 30.0]))
+    assert g.dtype == torch.float32 and torch.isfinite(g).all()
+    assert seen and set(seen) == {(torch.float32, torch.float32)}
+    u = torch.tensor([1e-6, 0.3, 1 - 1e-6])
+    a = torch.tensor([0.5, 3.0, 300.0])          # (at alpha = 0.1, u = 1e-6 lies below float32's smallest z)
+    z32 = acc._gamma_icdf_in_dtype(u, a)
+    assert z32.dtype == torch.float32
+    assert torch.allclose(gammainc(a, z32), u, rtol=1e-4, atol=1e-6)
+
+
+def test_finite_differences_reject_other_dtypes():
+    with pytest.raises(ValueError, match="z.dtype must be one of"):
+        acc._fd_inverse_cdf_grad(torch.tensor([1.0], dtype=torch.float16), torch.tensor([1.0]))

@@ -13,8 +13,14 @@ Methods compared for Gamma (all at the same samples ``z``):
 * ``vitools implicit``: :func:`vitools.implicit.standard_gamma_grad`;
 * ``torch built-in``: the gradient behind ``torch.distributions.Gamma.rsample``;
 * ``approx. inverse CDF``: :func:`vitools.implicit.approx_inverse_gamma_grad`;
-* ``finite differences``: central differences (step $10^{-5}\alpha$) of the inverse CDF
-  solved numerically at the sample's $u = P(\alpha, z)$ (:func:`vitools.implicit.invert_cdf`).
+* ``finite differences``: central differences (step $10^{-5}\alpha$ in float64,
+  $\epsilon_{32}^{1/3}\alpha \approx 4.9 \cdot 10^{-3}\alpha$ in float32) of the inverse CDF solved by
+  bisection at the sample's $u = P(\alpha, z)$.
+
+Float32 rows are float32 from end to end for the approximate inverse CDF and the finite
+differences (every intermediate in float32), and torch's built-in runs its float32 kernel;
+vitools' implicit gradient evaluates its series in the precision its own implementation
+chooses (:func:`vitools.implicit.standard_gamma_grad`) and returns the sample's dtype.
 """
 from __future__ import annotations
 
@@ -26,20 +32,41 @@ import torch
 
 from .. import checks, config
 from .alternatives import approx_inverse_gamma_grad
-from .gamma import gamma_icdf, standard_gamma_grad
+from .gamma import standard_gamma_grad
 from .von_mises import _theta_grad, sample_centred
 
 FD_STEP = 1e-5
 DTYPES = (torch.float32, torch.float64)
+# relative step of the central differences per dtype: 1e-5 in float64; eps^(1/3) in float32
+# (truncation h^2 against rounding eps/h: the best a central difference can do)
+FD_STEPS = {torch.float64: FD_STEP, torch.float32: torch.finfo(torch.float32).eps ** (1 / 3)}
+ICDF_BRACKET = {torch.float64: (-740.0, 12.0), torch.float32: (-103.0, 12.0)}   # log z, subnormals included
+
+
+def _gamma_icdf_in_dtype(u: torch.Tensor, alpha: torch.Tensor, iterations: int = 64) -> torch.Tensor:
+    """The inverse standard-Gamma CDF by bisection in log z, every step in ``u``'s dtype (float32
+    arithmetic for float32 input: the midpoints, torch's ``gammainc`` and the comparisons)."""
+    lo, hi = ICDF_BRACKET[u.dtype]
+    low, high = torch.full_like(u, lo), torch.full_like(u, hi)
+    with torch.no_grad():
+        for _ in range(iterations):
+            mid = 0.5 * (low + high)
+            below = torch.special.gammainc(alpha, torch.exp(mid)) < u
+            low, high = torch.where(below, mid, low), torch.where(below, high, mid)
+    return torch.exp(0.5 * (low + high))
 
 
 def _fd_inverse_cdf_grad(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    a, x = alpha.expand(z.shape).double(), z.double()
-    u = torch.special.gammainc(a, x).clamp(1e-300, 1 - 1e-16)
-
-    h = FD_STEP * a
-    upper, lower = gamma_icdf(u, a + h, iterations=64), gamma_icdf(u, a - h, iterations=64)
-    return (x * (torch.log(upper) - torch.log(lower)) / (2 * h)).to(z.dtype)
+    """Central differences of the inverse CDF at the sample's u = P(alpha, z), computed in ``z``'s
+    dtype from end to end (u, the step, both inversions and the difference), step ``FD_STEPS``."""
+    dtype = z.dtype
+    checks.choice("z.dtype", dtype, DTYPES)
+    a, x = alpha.expand(z.shape).to(dtype), z.detach()
+    info = torch.finfo(dtype)
+    u = torch.special.gammainc(a, x).clamp(info.tiny, 1 - info.eps / 2)
+    h = FD_STEPS[dtype] * a
+    upper, lower = _gamma_icdf_in_dtype(u, a + h), _gamma_icdf_in_dtype(u, a - h)
+    return x * (torch.log(upper) - torch.log(lower)) / (2 * h)
 
 
 def _torch_builtin(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

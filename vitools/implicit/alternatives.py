@@ -47,19 +47,25 @@ def finite_difference_grad(sampler, theta: torch.Tensor, h: float = 1e-3, seed: 
 
 
 def approx_inverse_gamma_grad(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """dz/dalpha by autodiff through an explicit approximate inverse CDF at u = P(alpha, z)."""
+    """dz/dalpha by autodiff through an explicit approximate inverse CDF at u = P(alpha, z).
+
+    Computed in ``z``'s dtype from end to end (``u``, the approximation and its derivative), so
+    that a float32 row measures what the method gives in float32; the result has ``z``'s dtype."""
     checks.positive("alpha", alpha)
     if not (checks.finite("z", z) >= 0).all():
         raise ValueError(f"z must be non-negative (a Gamma sample), got {z.min().item()!r}")
     if checks.broadcast(z=z, alpha=alpha) != z.shape:
         raise ValueError(f"alpha must broadcast to z's shape {tuple(z.shape)}, got {tuple(alpha.shape)}")
-    alpha = alpha.detach().expand(z.shape).double()
-    x = z.detach().double()
-    u = torch.special.gammainc(alpha, x).clamp(1e-300, 1 - 1e-16)
+    dtype = z.dtype if z.is_floating_point() else torch.get_default_dtype()
+    info = torch.finfo(dtype)
+    alpha = alpha.detach().to(dtype).expand(z.shape)
+    x = z.detach().to(dtype)
+    u = torch.special.gammainc(alpha, x).clamp(info.tiny, 1 - info.eps / 2)
     a = alpha.clone().requires_grad_(True)
     with torch.enable_grad():
         a_small = torch.where(a.detach() < 1, a, torch.full_like(a, 0.5))    # keep unused branch finite
-        small = (u * a_small * torch.exp(torch.lgamma(a_small))) ** (1 / a_small)
+        # (u a Gamma(a))^(1/a) in logs: the product underflows in float32 long before its root does
+        small = torch.exp((torch.log(u) + torch.log(a_small) + torch.lgamma(a_small)) / a_small)
         normal = torch.special.ndtri(u)
         big = a * (1 - 1 / (9 * a) + normal / (3 * torch.sqrt(a))).clamp_min(0) ** 3
         approx = torch.where(a.detach() < 1, small, big)
@@ -100,7 +106,8 @@ def rsvi_gamma(alpha: torch.Tensor, sample_shape=torch.Size(), boost: int = 1):
     boosted = a + boost
     with torch.no_grad():
         eps = _marsaglia_tsang_eps(boosted.detach())
-        u = torch.rand((boost, *shape), dtype=a.dtype, device=a.device)
+        # uniforms in (0, 1]: torch.rand can return 0, whose log(0)/alpha makes a NaN gradient
+        u = 1 - torch.rand((boost, *shape), dtype=a.dtype, device=a.device)
     d = boosted - 1 / 3
     c = 1 / torch.sqrt(9 * d)
     z_tilde = d * (1 + c * eps) ** 3

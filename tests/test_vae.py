@@ -325,3 +325,83 @@ def test_quadrature_checks():
         expected_elbo(tiny(1), X_TINY, nodes=1)
     with pytest.raises(ValueError, match="x must lie in"):
         exact_bounds(tiny(1), X_TINY + 1)
+
+
+# ----------------------------------------------------------------------------- planar-flow posterior
+def flow_vae(length=3, seed=1):
+    return GaussianVAE(input_dim=6, hidden=8, latent_dim=2, seed=seed, device=CPU, flow="planar",
+                       flow_length=length).double()
+
+
+def test_flow_posterior_shapes_and_finite_bounds():
+    model = flow_vae()
+    assert model.encoder[-1].out_features == 2 * 2 + 3 * (2 * 2 + 1)   # loc, scale, then u, w, b per step
+    q = model.encode(X_TINY)
+    assert isinstance(q, vt.flows.FlowDistribution) and q.batch_shape == (3,) and q.event_shape == (2,)
+    for value, shape in ((model.elbo(X_TINY), (3,)), (model.elbo(X_TINY, k=4, kl="mc"), (3,)),
+                         (model.iwae_bound(X_TINY, k=7), (3,)), (model.log_weights(X_TINY, 5), (5, 3)),
+                         (model.reconstruct(X_TINY), (3, 6))):
+        assert value.shape == shape and torch.isfinite(value).all()
+    assert 0 <= vt.models.vae.active_units(model, X_TINY) <= 2
+    assert "flow='planar', flow_length=3" in repr(model)
+
+
+def _flowed_density_ratio(model, x, n, jacobian=True):
+    """p(z)/q(z | x) for n draws of the flow posterior, the log-determinants dropped if not ``jacobian``."""
+    q = model.encode(x)
+    z, log_q = q.rsample_and_log_prob((n,))
+    if not jacobian:
+        z0 = q.base.rsample((n,))
+        z = z0
+        for layer in q.layers:
+            z, _ = layer(z)
+        log_q = q.base.log_prob(z0)
+    return torch.exp(model.prior().log_prob(z) - log_q)
+
+
+def test_flow_posterior_is_a_normalised_density():
+    """E_q[p(z) / q(z | x)] = 1 for any normalised q that covers the prior: a wrong log-determinant
+    would break it. The encoder is made far from the identity flow (scaled weights) and wide (base
+    scale about 2, so the ratio has a finite variance)."""
+    torch.manual_seed(0)
+    model = flow_vae()
+    with torch.no_grad():
+        model.encoder[-1].weight.mul_(3)
+        model.encoder[-1].bias[2:4] = 2.0
+    x = X_TINY[:2]
+    with torch.no_grad():
+        ratio = _flowed_density_ratio(model, x, 100_000)
+        steps = model.encode(x).layers
+        assert max(float(s.u.abs().max()) for s in steps) > 0.3           # the flow is not the identity
+        assert (zscore(ratio, 1.0).abs() < 4).all()
+        wrong = _flowed_density_ratio(model, x, 100_000, jacobian=False)
+        assert (zscore(wrong, 1.0).abs() > 20).any()
+
+
+def test_flow_posterior_gradients_reach_every_part():
+    model = flow_vae()
+    est = vt.estimators.get("pathwise")
+    out = est(model.on(X_TINY), 4)
+    out.surrogate.sum().backward()
+    head = model.encoder[-1].weight.grad                                # [4 + 3 * 5, hidden]
+    assert head[:4].abs().sum() > 0 and head[4:].abs().sum() > 0        # the Gaussian and the flow steps
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert model.decoder[0].weight.grad.abs().sum() > 0
+    model.zero_grad()
+    vt.estimators.get("iwae")(model.on(X_TINY), 5).surrogate.sum().backward()
+    assert model.encoder[-1].weight.grad[4:].abs().sum() > 0
+
+
+def test_flow_options_raise_naming_the_option():
+    with pytest.raises(ValueError, match="flow"):
+        GaussianVAE(6, hidden=8, latent_dim=2, flow="radial")
+    with pytest.raises(ValueError, match="flow_length"):
+        GaussianVAE(6, hidden=8, latent_dim=2, flow="planar", flow_length=0)
+    model = flow_vae()
+    with pytest.raises(ValueError, match="kl"):
+        model.elbo(X_TINY, kl="analytic")
+    with pytest.raises(ValueError, match="detach_q"):
+        model.log_weights(X_TINY, 2, detach_q=True)
+    with pytest.raises(ValueError, match="model.flow"):
+        exact_bounds(model, X_TINY)
+    assert GaussianVAE(6, hidden=8, latent_dim=2, flow_length=0).flow_length == 0   # no flow: length unused

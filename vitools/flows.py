@@ -59,15 +59,41 @@ class Planar(nn.Module):
         self.b = nn.Parameter(torch.zeros(()))
 
     def u_hat(self) -> torch.Tensor:
-        wu = self.w @ self.u
-        return self.u + (F.softplus(wu) - 1 - wu) * self.w / (self.w @ self.w).clamp_min(1e-12)
+        return planar_u_hat(self.u, self.w)
 
     def forward(self, z: torch.Tensor):
-        u = self.u_hat()
-        a = z @ self.w + self.b                                         # [...]
-        y = z + u * torch.tanh(a)[..., None]
-        psi_u = (1 - torch.tanh(a) ** 2) * (self.w @ u)                 # psi(z)^T u_hat >= -1
-        return y, torch.log((1 + psi_u).abs().clamp_min(1e-12))
+        return planar_map(z, self.u, self.w, self.b)
+
+
+def planar_u_hat(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """$\\hat u = u + (m(w^\\top u) - w^\\top u)\\, w / \\lVert w\\rVert^2$ over the last dimension
+    (``u``, ``w`` ``[..., d]``), so that $w^\\top \\hat u \\ge -1$."""
+    wu = (w * u).sum(-1, keepdim=True)
+    return u + (F.softplus(wu) - 1 - wu) * w / (w * w).sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def planar_map(z: torch.Tensor, u: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
+    """One planar step $(f(z), \\log|\\det J|)$ with parameters ``u``, ``w`` ``[..., d]`` and ``b``
+    ``[...]`` that broadcast against ``z`` ``[..., d]``: shared (a :class:`Planar` layer) or one set
+    per example (an amortized posterior, Rezende & Mohamed's Section 4.2)."""
+    u = planar_u_hat(u, w)
+    a = (z * w).sum(-1) + b                                             # [...]
+    y = z + u * torch.tanh(a)[..., None]
+    psi_u = (1 - torch.tanh(a) ** 2) * (w * u).sum(-1)                  # psi(z)^T u_hat >= -1
+    return y, torch.log((1 + psi_u).abs().clamp_min(1e-12))
+
+
+class PlanarStep:
+    """A planar step with given (e.g. encoder-produced) parameters ``u``, ``w`` ``[N, d]``, ``b``
+    ``[N]``: a layer for :class:`FlowDistribution` over an amortized base of batch ``[N]``."""
+
+    invertible = False
+
+    def __init__(self, u: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
+        self.u, self.w, self.b, self.dim = u, w, b, u.shape[-1]
+
+    def __call__(self, z: torch.Tensor):
+        return planar_map(z, self.u, self.w, self.b)
 
 
 class Radial(nn.Module):

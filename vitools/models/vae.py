@@ -22,6 +22,12 @@ weights are ``[K, N]``. Example::
     >>> vae.elbo(x).shape, vae.iwae_bound(x, k=100).shape, vae.log_weights(x, 5).shape
     (torch.Size([N]), torch.Size([N]), torch.Size([5, N]))
 
+``flow="planar"`` with ``flow_length=L`` makes the posterior a normalizing flow (Rezende & Mohamed
+2015, arXiv:1505.05770, Section 4.2): the diagonal Gaussian pushed through $L$ planar steps whose
+parameters $u_l, w_l, b_l$ the encoder outputs per example (its last layer grows by $L(2d + 1)$
+units; the hidden layers are unchanged), $\log q(z_L \mid x) = \log q_0(z_0 \mid x) - \sum_l
+\log|1 + \hat u_l^\top \psi_l(z_{l-1})|$. Its KL has no closed form (``elbo`` uses $\log w$).
+
 For a model with ``latent_dim <= 2`` :func:`exact_bounds` computes $\log p(x)$, the exact
 ELBO and $\mathrm{KL}(q \,\|\, p(z \mid x))$ by quadrature, and :func:`expected_elbo` the
 exact (differentiable) $\mathbb E_q[\mathcal L_1]$, which the tests use as ground truth.
@@ -39,11 +45,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import checks, config
+from ..flows import FlowDistribution, PlanarStep
 from ..targets import ReparamTarget
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus}
 MAX_PAIRS = 2**15       # (sample, example) pairs per decoder pass in iwae_bound
 MIN_SCALE = 1e-4        # sigma_phi(x) = softplus(.) + MIN_SCALE
+FLOWS = ("planar",)     # posterior flows (None: the diagonal Gaussian)
 
 
 def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
@@ -61,24 +69,32 @@ class GaussianVAE(nn.Module):
     ``hidden`` is one width or a sequence of widths (encoder layers; the decoder mirrors
     them); ``hidden=()`` gives linear maps. Parameters live on ``device`` (default
     :func:`vitools.config.device`); ``seed`` makes the initialisation reproducible.
-    Call ``.double()`` for float64 (the quadrature checks do).
+    Call ``.double()`` for float64 (the quadrature checks do). ``flow="planar"`` and
+    ``flow_length`` (>= 1) give the amortized planar-flow posterior of the module docstring.
     """
 
     def __init__(self, input_dim: int = 784, hidden: int | Sequence[int] = 200, latent_dim: int = 2,
-                 activation: str = "tanh", seed: int | None = None, device=None):
+                 activation: str = "tanh", seed: int | None = None, device=None,
+                 flow: str | None = None, flow_length: int = 4):
         super().__init__()
         self.input_dim = checks.count("input_dim", input_dim)
         self.latent_dim = checks.count("latent_dim", latent_dim)
         self.hidden = checks.widths("hidden", hidden)
         self.activation = checks.choice("activation", activation, ACTIVATIONS)
+        if flow is not None:
+            checks.choice("flow", flow, FLOWS)
+        self.flow = flow
+        self.flow_length = checks.count("flow_length", flow_length) if flow else 0
+        outputs = 2 * self.latent_dim + self.flow_length * (2 * self.latent_dim + 1)
         with config.seeded(seed):
-            self.encoder = _mlp([self.input_dim, *self.hidden, 2 * self.latent_dim], activation)
+            self.encoder = _mlp([self.input_dim, *self.hidden, outputs], activation)
             self.decoder = _mlp([self.latent_dim, *self.hidden[::-1], self.input_dim], activation)
         self.register_buffer("_zero", torch.zeros(self.latent_dim))
         self.to(config.device(device))
 
     def extra_repr(self) -> str:
-        return f"input_dim={self.input_dim}, hidden={self.hidden}, latent_dim={self.latent_dim}"
+        flow = f", flow={self.flow!r}, flow_length={self.flow_length}" if self.flow else ""
+        return f"input_dim={self.input_dim}, hidden={self.hidden}, latent_dim={self.latent_dim}{flow}"
 
     # ---------------------------------------------------------------- distributions
     def prior(self) -> D.Distribution:
@@ -86,7 +102,8 @@ class GaussianVAE(nn.Module):
         return D.Independent(D.Normal(self._zero, torch.ones_like(self._zero)), 1)
 
     def encode(self, x: torch.Tensor) -> D.Distribution:
-        """$q_\\phi(z \\mid x)$ for ``x`` ``[N, D]``: batch shape ``[N]``, event shape ``[d]``."""
+        """$q_\\phi(z \\mid x)$ for ``x`` ``[N, D]``: batch shape ``[N]``, event shape ``[d]`` (a
+        :class:`~vitools.flows.FlowDistribution` for a flow posterior)."""
         return self._encode(self._check_x(x))
 
     def decode(self, z: torch.Tensor) -> D.Distribution:
@@ -108,8 +125,20 @@ class GaussianVAE(nn.Module):
         return self.on(torch.zeros(2, self.input_dim, device=self._zero.device, dtype=self._zero.dtype))
 
     def _encode(self, x):
-        mu, raw = self.encoder(x).chunk(2, dim=-1)                     # [N, d] each
-        return D.Independent(D.Normal(mu, F.softplus(raw) + MIN_SCALE), 1)
+        d = self.latent_dim
+        out = self.encoder(x)
+        mu, raw = out[..., :d], out[..., d:2 * d]                      # [N, d] each
+        q = D.Independent(D.Normal(mu, F.softplus(raw) + MIN_SCALE), 1)
+        if not self.flow:
+            return q
+        steps = out[..., 2 * d:].unflatten(-1, (self.flow_length, 2 * d + 1))   # [N, L, 2d + 1]
+        return FlowDistribution(q, [PlanarStep(s[..., :d], s[..., d:2 * d], s[..., 2 * d])
+                                    for s in steps.unbind(-2)])
+
+    def _posterior_mean(self, x):
+        """$\\mathbb{E}_q[z \\mid x]$: exact for the Gaussian, from 256 draws for a flow."""
+        q = self._encode(x)
+        return q.rsample((256,)).mean(0) if self.flow else q.mean
 
     def _decode(self, z):
         # validate_args=False: the Bernoulli log-likelihood of greyscale x is the usual cross-entropy.
@@ -130,20 +159,26 @@ class GaussianVAE(nn.Module):
         q = self._encode(x)
         z = q.rsample((k,))                                            # [k, N, d]
         if detach_q:
+            if self.flow:
+                raise ValueError(f"detach_q=True needs the diagonal Gaussian posterior, not flow={self.flow!r}")
             base = q.base_dist
             q = D.Independent(D.Normal(base.loc.detach(), base.scale.detach()), 1)
         return self._decode(z).log_prob(x) + self.prior().log_prob(z) - q.log_prob(z)
 
-    def elbo(self, x: torch.Tensor, k: int = 1, kl: str = "analytic") -> torch.Tensor:
+    def elbo(self, x: torch.Tensor, k: int = 1, kl: str = "auto") -> torch.Tensor:
         """Reparameterized ELBO estimate per example, averaged over ``k`` samples: ``[N]``.
 
         ``kl="analytic"``: $\\frac1k\\sum_k \\log p(x \\mid z_k) - \\mathrm{KL}(q \\,\\|\\, p(z))$ in
         closed form; ``kl="mc"``: $\\frac1k\\sum_k \\log w_k$. Both are unbiased for $\\mathcal L_1$.
+        ``kl="auto"``: analytic for the Gaussian posterior, ``"mc"`` for a flow (no closed form).
         """
         k = checks.count("k", k)
-        checks.choice("kl", kl, ("analytic", "mc"))
+        checks.choice("kl", kl, ("auto", "analytic", "mc"))
+        if kl == "analytic" and self.flow:
+            raise ValueError(f"kl='analytic' needs the diagonal Gaussian posterior; a {self.flow} flow's KL has "
+                             f"no closed form: use kl='mc' or 'auto'")
         x = self._check_x(x)
-        if kl == "mc":
+        if kl == "mc" or self.flow:
             return self._log_weights(x, k).mean(0)
         q = self._encode(x)
         z = q.rsample((k,))                                            # [k, N, d]
@@ -177,8 +212,8 @@ class GaussianVAE(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Pixel probabilities of $p(x \\mid z = \\mu_\\phi(x))$: ``[N, D]``."""
-        return self._decode(self._encode(self._check_x(x)).mean).mean
+        """Pixel probabilities of $p(x \\mid z = \\mathbb{E}_q[z \\mid x])$ ($\\mu_\\phi(x)$ for the Gaussian): ``[N, D]``."""
+        return self._decode(self._posterior_mean(self._check_x(x))).mean
 
     # ---------------------------------------------------------------- checks
     def _check_x(self, x) -> torch.Tensor:
@@ -193,12 +228,12 @@ class GaussianVAE(nn.Module):
 def active_units(model: GaussianVAE, x: torch.Tensor, threshold: float = 0.01) -> int:
     r"""Active latent dimensions (Burda et al. 2016, Section 5.2): dimension $u$ is active when
     $\mathrm{Cov}_x(\mathbb{E}_{q}[z_u \mid x]) > $ ``threshold``, with $\mathbb{E}_q[z \mid x]
-    = \mu_\phi(x)$ exactly."""
+    = \mu_\phi(x)$ exactly (for a flow posterior, the mean of 256 draws)."""
     x = model._check_x(x)
     checks.positive("threshold", threshold)
     if x.shape[0] < 2:
         raise ValueError(f"x must hold at least 2 examples, got {x.shape[0]}")
-    mean = model.encode(x).mean                                      # [N, d]
+    mean = model._posterior_mean(x)                                  # [N, d]
     return int((mean.var(0) > threshold).sum().item())
 
 
@@ -232,6 +267,8 @@ class ExactBounds:
 def _check_tiny(model: GaussianVAE) -> None:
     if not isinstance(model, GaussianVAE):
         raise ValueError(f"model must be a GaussianVAE, got {type(model).__name__}")
+    if model.flow:
+        raise ValueError(f"model.flow must be None for quadrature (a diagonal Gaussian posterior), got {model.flow!r}")
     if model.latent_dim > 2:
         raise ValueError(f"model.latent_dim must be <= 2 for quadrature, got {model.latent_dim}")
 

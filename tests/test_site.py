@@ -126,8 +126,27 @@ def test_notation_glossary_and_api_pages(site):
 def test_site_was_built_without_import_failures(site):
     warnings = (site.parent / "site-warnings.txt").read_text()
     bad = [line for line in warnings.splitlines()
-           if re.search(r"failed to import|toctree|unknown document|undefined label|not readable", line)]
+           if re.search(r"failed to import|toctree|unknown document|undefined label|not readable|ERROR", line)]
     assert not bad, "\n".join(bad)
+
+
+def _site_conf():
+    spec = importlib.util.spec_from_file_location("site_conf", ROOT / "docs" / "conf.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    return conf
+
+
+def test_docstring_math_becomes_rest_math():
+    """$...$ (across a line break too) becomes :math:, $$...$$ a math block at its line's
+    indentation, a simple table is widened to fit; `q_\\phi` would otherwise be a reST link."""
+    dollar_math = _site_conf().dollar_math
+    assert dollar_math("the $\\log q_\\phi(h) -\n\\log p$ term") == "the :math:`\\log q_\\phi(h) - \\log p` term"
+    assert dollar_math("costs ``$5`` and \\$6") == "costs ``$5`` and \\$6"
+    block = dollar_math("    so\n    $$a_b\n    + c$$\n    done")
+    assert "\n    .. math::\n\n       a_b + c\n" in block and block.endswith("    done")
+    table = dollar_math("==  ==\nx   $y$\n==  ==").split("\n")
+    assert table == ["==  =========", "x   :math:`y`", "==  ========="]
 
 
 def test_readme_links_outside_the_site_become_code():

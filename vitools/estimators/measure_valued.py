@@ -8,16 +8,16 @@ Estimation in Machine Learning*, arXiv:1906.10652, Section 6 and Table 1). Only
 evaluations of $f$ are needed, and the two expectations are coupled with common random
 numbers. The weak derivatives implemented here (the survey's table):
 
-=====================  ==============  =========================  =========================
-distribution, param    $c$             $q^+$                      $q^-$
-=====================  ==============  =========================  =========================
-Normal, mean $\mu$     $1/(\sigma\sqrt{2\pi})$  $\mu + \sigma W$, $W \sim$ Weibull($\sqrt2$, 2)  $\mu - \sigma W$ (same $W$)
-Normal, scale $\sigma$ $1/\sigma$      $\mu + \sigma M$, $M \sim$ double-sided Maxwell  $\mu + \sigma M U$, $U \sim U(0,1)$
-Bernoulli, $p$         1               $\delta_1$                 $\delta_0$
-Poisson, rate          1               Poisson($\lambda$) + 1     Poisson($\lambda$)
-Uniform(a, b), $b$     $1/(b - a)$     $\delta_b$                 $U(a, b)$
-Categorical, $\pi_j$   1               $\delta_j$                 (constraint handled by the chain rule)
-=====================  ==============  =========================  =========================
+======================  =======================  ===============================================  ======================================
+distribution, param     $c$                      $q^+$                                            $q^-$
+======================  =======================  ===============================================  ======================================
+Normal, mean $\mu$      $1/(\sigma\sqrt{2\pi})$  $\mu + \sigma W$, $W \sim$ Weibull($\sqrt2$, 2)  $\mu - \sigma W$ (same $W$)
+Normal, scale $\sigma$  $1/\sigma$               $\mu + \sigma M$, $M \sim$ double-sided Maxwell  $\mu + \sigma M U$, $U \sim U(0,1)$
+Bernoulli, $p$          1                        $\delta_1$                                       $\delta_0$
+Poisson, rate           1                        Poisson($\lambda$) + 1                           Poisson($\lambda$)
+Uniform(a, b), $b$      $1/(b - a)$              $\delta_b$                                       $U(a, b)$
+Categorical, $\pi_j$    1                        $\delta_j$                                       (constraint handled by the chain rule)
+======================  =======================  ===============================================  ======================================
 
 $MU$ is standard normal when $M$ is double-sided Maxwell and $U$ uniform, which couples the
 two halves of the scale derivative. For $D$ independent bits the Bernoulli rule is applied

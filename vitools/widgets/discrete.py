@@ -3,7 +3,7 @@
 ``PairExplorer(target, exact)``: two estimator menus (every registered estimator that applies to
 ``target``) and the number of function evaluations per estimate; the explorer draws ``n`` estimates
 of each with :func:`vitools.diagnostics.grad_samples` and shows, per estimator, the variance of the
-gradient of the chosen parameters and the largest |z| of its bias against ``exact``
+gradient of the chosen parameters and the largest ``|z|`` of its bias against ``exact``
 (``{name: tensor}``, as ``grad_samples`` names parameters). ``k`` is each estimator's own sample
 count: antithetic estimators (ARM, DisARM) evaluate ``f`` twice per sample, so they spend ``2k``.
 """

@@ -29,11 +29,16 @@ $V_l$ are exponential averages over *earlier* calls (running statistics, updated
 until a level has statistics it gets $N_0$ draws. The history is recorded in ``train()`` mode:
 each call appends the current $\lambda_t$, keeping the last ``levels``.
 
-A note on cost (the reason to measure, not assume): every level costs one or two gradient
-evaluations per draw and $V_0$, the variance at the oldest parameters, is about the variance $V$
-at the current ones, so $\mathrm{Var}\,\hat g = V_0/N_0 + \sum_{l\ge1} V_l/N_l$ is about plain Monte
-Carlo's $V/N_0$ with the same $N_0$ draws (above it unless $V_0 < V$), and at equal cost $C$ the
-optimal allocation gives $(\sqrt{V_0} + \sum_{l\ge1}\sqrt{2 V_l})^2 / C$, above $V/C$ when $V_0 \approx V$.
+When MLMC gains (:func:`equal_cost_ratio`): at the optimal allocation and equal total cost, MLMC's
+variance over plain Monte Carlo's is $(\sum_l \sqrt{V_l C_l})^2 / (V C)$, at least $V_0 C_0 / (V C)$. Giles'
+hierarchies gain because the first level is *cheaper* ($C_0 \ll C$) and the differences' variances
+fall faster than their costs grow (:func:`quadrature_level_grad`: $V_l \sim 16^{-l}$, $C_l \sim 2^l$,
+ratio about 0.03). Over recycled parameters every level costs one or two gradients at full price and
+$V_0$, the variance at the oldest parameters, is about the variance $V$ at the current ones, so the
+ratio is at least $V_0/V \approx 1$; smaller steps (a decaying learning rate) shrink the $V_l$ and
+bring it down towards $V_0/V$, never below, unless the older parameters happen to have the smaller
+gradient variance. With the same $N_0$ (the comparison of the paper's abstract, "without increasing the initial
+sample size") MLMC's variance is about plain Monte Carlo's $V/N_0$, at a higher cost.
 :meth:`MLMC.cost` reports the gradient evaluations of a call; the tests and notebook 09 measure
 both comparisons.
 
@@ -90,6 +95,54 @@ def allocate(variances: list[float], k: int) -> list[int]:
     if v0 <= 0:
         return [k] * len(variances)
     return [k] + [int(min(k, max(1, math.ceil(k * math.sqrt(max(float(v), 0.0) / v0 / 2))))) for v in variances[1:]]
+
+
+def equal_cost_ratio(variances, costs, plain_variance: float, plain_cost: float = 1.0) -> float:
+    r"""MLMC's variance at the optimal allocation over plain Monte Carlo's, at the same total cost:
+
+    $$\frac{\big(\sum_l \sqrt{V_l C_l}\big)^2}{V C}$$
+
+    (Giles 2008: minimising $\sum_l V_l/N_l$ subject to $\sum_l N_l C_l$ fixed gives $N_l \propto
+    \sqrt{V_l / C_l}$ and variance $(\sum_l\sqrt{V_l C_l})^2 / \text{cost}$), where plain Monte Carlo
+    draws single estimates of variance ``plain_variance`` $V$ at ``plain_cost`` $C$ each. Below 1
+    MLMC gains. Since every term is non-negative the ratio is at least $V_0 C_0 / (V C)$: MLMC
+    can gain only where its first level is cheaper or less variable than the plain estimate."""
+    variances, costs = [float(v) for v in variances], [float(c) for c in costs]
+    if not variances or len(variances) != len(costs):
+        raise ValueError(f"variances and costs must be non-empty and of one length, got {len(variances)} and "
+                         f"{len(costs)}")
+    if any(v < 0 or not math.isfinite(v) for v in variances):
+        raise ValueError(f"variances must be finite and >= 0, got {variances}")
+    if any(c <= 0 or not math.isfinite(c) for c in costs):
+        raise ValueError(f"costs must be finite and > 0, got {costs}")
+    if not (plain_variance > 0 and math.isfinite(plain_variance)):
+        raise ValueError(f"plain_variance must be finite and > 0, got {plain_variance}")
+    if not (plain_cost > 0 and math.isfinite(plain_cost)):
+        raise ValueError(f"plain_cost must be finite and > 0, got {plain_cost}")
+    return sum(math.sqrt(v * c) for v, c in zip(variances, costs)) ** 2 / (plain_variance * plain_cost)
+
+
+def quadrature_level_grad(eps: torch.Tensor, level: int, mu: float = 0.5, sigma: float = 1.0) -> torch.Tensor:
+    r"""A textbook MLMC hierarchy: the reparameterized gradient $\partial_\mu F_l(\mu + \sigma\epsilon)$ per draw
+    ``eps`` ``[n]`` -> ``[n]``, where $F_l(z)$ is the $2^l$-point midpoint rule for $\int_0^1 \cos(zs)\,ds =
+    \sin(z)/z$ (cost $2^l$ integrand evaluations). The rule's error is $O(4^{-l})$, so a coupled difference
+    (one $\epsilon$ for levels $l$ and $l-1$) has variance $O(16^{-l})$ while its cost grows as $2^l$."""
+    if isinstance(level, bool) or not isinstance(level, int) or level < 0:
+        raise ValueError(f"level must be an integer >= 0, got {level!r}")
+    m = 2 ** level
+    s = (torch.arange(m, dtype=eps.dtype, device=eps.device) + 0.5) / m
+    z = (mu + sigma * eps)[..., None]
+    return -(s * torch.sin(z * s)).mean(-1)
+
+
+def multilevel_mean(difference, sizes) -> torch.Tensor:
+    r"""$\sum_l \frac{1}{N_l}\sum_n Y_{l,n}$ with ``sizes`` $[N_0, \dots, N_L]$ and ``difference(l, n)`` returning
+    ``n`` independent draws of the level-$l$ term (level 0 the coarsest estimate itself, $l \ge 1$ coupled
+    differences): the MLMC estimate of the finest level's mean."""
+    sizes = [int(n) for n in sizes]
+    if not sizes or any(n < 1 for n in sizes):
+        raise ValueError(f"sizes must be a non-empty list of integers >= 1, got {sizes}")
+    return sum(difference(l, n).mean(0) for l, n in enumerate(sizes))
 
 
 def level_variances(problem, lams: list[torch.Tensor], n: int, seed: int = 0) -> list[float]:

@@ -31,7 +31,7 @@ LEVELS = {
     "targets": 1,
     "problems": 2, "problems_subset": 2, "models": 2, "implicit": 2, "smc": 2, "relaxations": 2, "data": 2, "flows": 2,
     "estimators": 3,
-    "diagnostics": 4, "train": 4,
+    "diagnostics": 4, "train": 4, "few_shot": 4,
     "plots": 5, "widgets": 5,
 }
 ROOT_LEVEL = max(LEVELS.values()) + 1     # the package root re-exports everything, lazily

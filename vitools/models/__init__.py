@@ -8,9 +8,14 @@
   relaxations (Jang et al. 2017, arXiv:1611.01144; Maddison et al. 2017, arXiv:1611.00712).
 * :mod:`.ssm` -- linear Gaussian state-space models with the Kalman filter and exact proposals.
 * :mod:`.vrnn` -- the variational RNN (Chung et al. 2015, arXiv:1506.02216) used by FIVO.
+* :mod:`.graph_learning` -- score-based graph learning for forecasting (Cini et al. 2023, arXiv:2205.13492).
+* :mod:`.label_tree` -- label trees: a distribution over items as binary choices (Mnih & Hinton 2008).
 * :mod:`.reference` -- independent Bernoulli units (pixels, keys): the no-latent reference.
 """
 from . import categorical_vae, reference, sbn, ssm, vae, vrnn
+from . import graph_learning, label_tree
+from .graph_learning import GraphVAR
+from .label_tree import FlatSoftmax, LabelTree
 from .categorical_vae import CategoricalVAE, DiscreteBounds
 from .reference import IndependentBernoulli
 from .sbn import SBN
@@ -20,4 +25,5 @@ from .vae import ExactBounds, GaussianVAE, exact_bounds, expected_elbo
 
 __all__ = ["GaussianVAE", "ExactBounds", "exact_bounds", "expected_elbo", "SBN", "LinearGaussianSSM",
            "LinearGaussianProposal", "LearnableProposal", "VRNN", "CategoricalVAE", "DiscreteBounds",
-           "IndependentBernoulli", "categorical_vae", "reference", "sbn", "ssm", "vae", "vrnn"]
+           "IndependentBernoulli", "categorical_vae", "reference", "sbn", "ssm", "vae", "vrnn",
+           "GraphVAR", "LabelTree", "FlatSoftmax", "graph_learning", "label_tree"]

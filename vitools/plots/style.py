@@ -38,6 +38,10 @@ METHOD_COLORS = {
     # 08: discrete estimators since REBAR
     "rloo": "#004d40", "double cv": "#f57f17", "rodeo": "#880e4f", "unordered set": "#33691e",
     "gumbel-rao": "#006064", "gumbel rao": "#006064", "reinmax": "#bf360c", "aimle": "#1a237e", "i-mle": "#7986cb",
+    # 10: score-based graph learning, label trees
+    "score + mode baseline": "#b71c1c", "whole-cost score function": "#9e9d24", "top-k + mode baseline": "#ff6f00",
+    "top-k rloo": "#26a69a", "flat softmax": "#37474f", "learned tree": "#c2185b", "random tree": "#ffb300",
+    "oracle tree": "#5d4037",
 }
 # Labels the table does not know get these, in order of first use, and keep them.
 EXTRA_COLORS = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",

@@ -22,8 +22,10 @@ from .sbn import SBN
 from .ssm import LearnableProposal, LinearGaussianProposal, LinearGaussianSSM
 from .vrnn import VRNN
 from .vae import ExactBounds, GaussianVAE, exact_bounds, expected_elbo
+from . import memory, memory_episodes  # variational memory addressing (Bornschein et al. 2017, arXiv:1709.07116)
+from .memory import MemoryVAE
 
 __all__ = ["GaussianVAE", "ExactBounds", "exact_bounds", "expected_elbo", "SBN", "LinearGaussianSSM",
            "LinearGaussianProposal", "LearnableProposal", "VRNN", "CategoricalVAE", "DiscreteBounds",
-           "IndependentBernoulli", "categorical_vae", "reference", "sbn", "ssm", "vae", "vrnn",
+           "IndependentBernoulli", "MemoryVAE", "memory", "memory_episodes", "categorical_vae", "reference", "sbn", "ssm", "vae", "vrnn",
            "GraphVAR", "LabelTree", "FlatSoftmax", "graph_learning", "label_tree"]

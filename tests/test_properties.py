@@ -154,6 +154,14 @@ def _small_vae():
     return vt.models.GaussianVAE(input_dim=4, hidden=4, latent_dim=1).double()
 
 
+def _memory_result():
+    runs = [{"method": m, "seed": s, "steps": 2, "curve": [[0, -2.0]], "final": -1.0 - s, "right_mean": -1.0 - s,
+             "wrong_mean": -2.0, "empty_mean": -3.0, "kl": 0.5} for m in ("a",) for s in range(3)]
+    runs += [{"method": "plain VAE", "seed": s, "steps": 2, "curve": [[0, -2.0]], "final": -1.5, "right_mean": -1.5}
+             for s in range(3)]
+    return {"runs": runs, "reference": {"label": "independent pixels", "value": -4.0}}
+
+
 def _history():
     h = vt.train.History()
     h.steps, h.loss, h.seconds = [1, 2, 3, 4], [3.0, 2.5, 2.0, 1.8], [0.1, 0.2, 0.3, 0.4]
@@ -348,6 +356,12 @@ SPECS: dict[str, Spec] = {
                                                        variance={"a": _t([1.0, 0.5, 0.2], d)}), ("temperatures", "bias", "variance")),
     P + "draw_log_variance_curves": Spec(lambda d, tmp: dict(steps=_t([0.0, 10.0, 20.0], d), curves={"a": _t([1.0, 0.5, 0.2], d)}),
                                          ("steps", "curves")),
+    P + "run_values": Spec(lambda d, tmp: dict(result=_memory_result(), key="kl"), ("key",),
+                           lambda out, kw: sorted(out) == ["a"] and out["a"].shape == (3,), device=False),
+    P + "draw_memory_scores": Spec(lambda d, tmp: dict(result=_memory_result()), (), device=False),
+    P + "draw_address_posterior": Spec(lambda d, tmp: dict(probs=_t([0.7, 0.2, 0.1], d),
+                                                           right=torch.tensor([True, True, False], device=d)),
+                                       ("probs", "right")),
 }
 
 PUBLIC = public_functions()

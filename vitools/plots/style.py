@@ -35,6 +35,8 @@ METHOD_COLORS = {
     "delta method": "#4e342e", "bbvi": "#00838f", "bbvi + cv": "#4527a0", "bbvi + no rao-blackwell": "#90a4ae",
     "bbvi + no rao-blackwell + cv": "#607d8b", "mlmc": "#c62828", "planar": "#0277bd", "radial": "#ef6c00",
     "coupling": "#6a1b9a", "diagonal gaussian": "#757575", "planar flow": "#0277bd",
+    # 10: variational memory addressing (the exact sum over slots; the memoryless VAE)
+    "exact sum over slots": "#4a4a4a", "plain vae": "#8e8e8e",
     # 08: discrete estimators since REBAR
     "rloo": "#004d40", "double cv": "#f57f17", "rodeo": "#880e4f", "unordered set": "#33691e",
     "gumbel-rao": "#006064", "gumbel rao": "#006064", "reinmax": "#bf360c", "aimle": "#1a237e", "i-mle": "#7986cb",

@@ -259,6 +259,16 @@ def test_log_set_prob_of_a_reduced_domain():
     assert torch.isclose(total, torch.tensor(1.0, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("probs,mass,name", [
+    ([0.2, math.nan], 1.0, "probs"), ([-0.2, 0.3], 1.0, "probs"), ([0.0, 0.3], 1.0, "probs"),
+    ([0.2, 0.3], math.nan, "mass"), ([0.2, 0.3], 0.0, "mass"), ([0.2, 0.3], 1e300, "mass"),
+    ([0.2, 0.3], 0.4, "mass"), ([1, 0], 1.0, "probs")])
+def test_log_set_prob_refuses_bad_input_by_name(probs, mass, name):
+    dtype = torch.int64 if isinstance(probs[0], int) else torch.float64
+    with pytest.raises(ValueError, match=name):
+        log_set_prob(torch.tensor(probs, dtype=dtype), mass)
+
+
 # ---------------------------------------------------------------------- applicability, bad input
 def test_where_unordered_set_and_rodeo_apply():
     est = vt.estimators.get("unordered_set")

@@ -37,7 +37,42 @@ def log_set_prob(probs: torch.Tensor, mass: torch.Tensor | float = 1.0) -> torch
     r"""$\log p^{D'}(S)$ for the unordered set $S$ whose members have probabilities ``probs``
     ``[..., m]`` under $p$, drawn without replacement from a domain $D'$ of total mass ``mass``
     (broadcast to ``[...]``; $1$ for the full domain, $1 - p_s$ once $s$ is removed):
-    $\log \sum_\sigma \prod_i p_{\sigma_i} / (M - \sum_{j<i} p_{\sigma_j})$ over the $m!$ orders. ``[...]``."""
+    $\log \sum_\sigma \prod_i p_{\sigma_i} / (M - \sum_{j<i} p_{\sigma_j})$ over the $m!$ orders. ``[...]``,
+    in the dtype of ``probs``.
+
+    ``probs`` must be a floating-point tensor with entries in $(0, 1]$ and ``mass`` finite, in
+    $(0, 1]$, at least the members' total (up to rounding): otherwise a ``ValueError`` names the
+    argument."""
+    if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
+        raise ValueError(f"probs must be a floating-point tensor [..., m], got "
+                         f"{probs.dtype if isinstance(probs, torch.Tensor) else type(probs).__name__}")
+    if probs.dim() == 0:
+        raise ValueError("probs must have a last dimension (the set's members), got a 0-d tensor")
+    checks.finite("probs", probs)
+    if not ((probs > 0) & (probs <= 1)).all():
+        bad = probs[~((probs > 0) & (probs <= 1))].flatten()[0].item()
+        raise ValueError(f"probs must lie in (0, 1], got {bad!r}")
+    if isinstance(mass, bool) or (isinstance(mass, torch.Tensor) and mass.dtype == torch.bool):
+        raise ValueError(f"mass must be a number in (0, 1], got {mass!r}")
+    mass = torch.as_tensor(mass, dtype=probs.dtype, device=probs.device)
+    checks.finite("mass", mass)
+    if not ((mass > 0) & (mass <= 1)).all():
+        bad = mass[~((mass > 0) & (mass <= 1))].flatten()[0].item()
+        raise ValueError(f"mass must lie in (0, 1], got {bad!r}")
+    checks.broadcast(probs=probs[..., 0] if probs.shape[-1] else probs.sum(-1), mass=mass)
+    slack = 1e-6 if probs.dtype == torch.float64 else 1e-3
+    if not (probs.sum(-1) <= mass * (1 + slack)).all():
+        raise ValueError("mass must be at least the total of probs (the set is drawn from a domain of that mass), "
+                         f"got mass {_describe(mass)} below a total {probs.sum(-1).max().item()!r}")
+    return _log_set_prob(probs, mass)
+
+
+def _describe(t: torch.Tensor) -> str:
+    return repr(t.item()) if t.numel() == 1 else f"of shape {tuple(t.shape)}"
+
+
+def _log_set_prob(probs: torch.Tensor, mass: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """:func:`log_set_prob` without the input checks (inside estimators, under ``vmap``)."""
     m = probs.shape[-1]
     mass = torch.as_tensor(mass, dtype=probs.dtype, device=probs.device)
     if m == 0:
@@ -79,7 +114,7 @@ class KSubset(D.Distribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         members = value.topk(self.k, -1).indices                                   # the k ones
         probs = self.probs.expand(value.shape).gather(-1, members)
-        return log_set_prob(probs)
+        return _log_set_prob(probs)
 
     def enumerate_support(self, expand: bool = True) -> torch.Tensor:
         n = self.logits.shape[-1]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 
 from .. import relaxations
-from ..problems_subset import log_set_prob
+from ..problems_subset import _log_set_prob as log_set_prob
 from . import layers as L
 from .base import Estimate, Estimator
 

@@ -251,23 +251,31 @@ def split_tree(embeddings: torch.Tensor, iterations: int = 10, seed: int = 0):
 
 
 def fit_items(model: nn.Module, train: torch.Tensor, steps: int = 2000, batch_size: int = 256,
-              lr: float = 0.05, seed: int = 0) -> list[float]:
+              lr: float = 0.05, seed: int = 0, test: torch.Tensor | None = None, record_every: int = 100) -> dict:
     """Adam on the mean $-\\log p(i \\mid u)$ of minibatches of the (user, item) events ``train``
-    ``[E, 2]``; returns the loss per step."""
+    ``[E, 2]``; returns ``{"loss": [per step], "step": [...], "test": [...]}``, the mean held-out
+    $\\log p(i \\mid u)$ over the events ``test`` every ``record_every`` steps (when given)."""
     steps, batch_size = checks.count("steps", steps), checks.count("batch_size", batch_size)
     lr = float(checks.positive("lr", lr))
     train = _check_table("train", train, getattr(model, "users", 2 ** 62), getattr(model, "items", 2 ** 62))
+    record_every = checks.count("record_every", record_every)
+    if test is not None:
+        test = _check_table("test", test, getattr(model, "users", 2 ** 62), getattr(model, "items", 2 ** 62))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
+    out = {"loss": [], "step": [], "test": []}
     gen = config.generator(seed)
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         batch = train[torch.randint(len(train), (min(batch_size, len(train)),), generator=gen)]
         loss = -model.log_prob(batch[:, 0].long(), batch[:, 1].long()).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
-    return losses
+        out["loss"].append(float(loss.detach()))
+        if test is not None and (step % record_every == 0 or step == steps):
+            with torch.no_grad():
+                out["step"].append(step)
+                out["test"].append(float(model.log_prob(test[:, 0], test[:, 1]).mean()))
+    return out
 
 
 def item_representations(model: nn.Module, train: torch.Tensor, items: int) -> torch.Tensor:

@@ -128,18 +128,86 @@ def _reference(alpha: float, z: float) -> float:
     return gamma_reference_grad(torch.tensor(z, dtype=torch.float64), torch.tensor(alpha, dtype=torch.float64)).item()
 
 
-@pytest.mark.parametrize("band", range(len(asym.BANDS)))
-def test_each_temme_band_matches_mpmath_to_1e_14(band):
-    a_min, eta_max = asym.BANDS[band]
-    mu_lo, mu_hi = asym.mu_bounds(eta_max)
-    alphas = [a_min, 1.7 * a_min]
-    mus = [0.999 * mu_lo, 0.5 * mu_lo, 1e-9, 0.5 * mu_hi, 0.999 * mu_hi]
-    x = torch.tensor([a * (1 + m) for a in alphas for m in mus], dtype=torch.float64)
-    a = torch.tensor([a for a in alphas for _ in mus], dtype=torch.float64)
+@pytest.mark.parametrize("row", range(len(asym.A_FLOORS)))
+def test_each_temme_band_matches_mpmath_to_1e_14(row):
+    # each band of the row at its hardest corner: the row's smallest shape, |eta| just below the level
+    a_min = asym.A_FLOORS[row]
+    pts = []
+    for level, eta_max in enumerate(asym.ETA_LEVELS):
+        mu_lo, mu_hi = asym.mu_bounds(eta_max)
+        pts += [(row * len(asym.ETA_LEVELS) + level, a_min, a_min * (1 + m)) for m in (0.9999 * mu_lo, 0.9999 * mu_hi)]
+    band = torch.tensor([p[0] for p in pts], dtype=torch.int8)
+    a = torch.tensor([p[1] for p in pts], dtype=torch.float64)
+    x = torch.tensor([p[2] for p in pts], dtype=torch.float64)
     code, _ = gamma._regions(x, a)
-    assert (code < len(asym.BANDS)).all() and (code[:len(mus)] == band).all()   # routed to Temme
+    assert torch.equal(code, band)                                   # routed to the band that must hold
     ref = torch.tensor([_reference(ai, xi) for ai, xi in zip(a.tolist(), x.tolist())], dtype=torch.float64)
     assert ((gamma.standard_gamma_grad(x, a) - ref) / ref).abs().max() < 1e-14
+
+
+def _regions_by_comparison(x, a):
+    """The region codes of gamma._regions written out with plain comparisons (no exponents)."""
+    codes = []
+    for xi, ai in zip(x.tolist(), a.tolist()):
+        eta = math.copysign(math.sqrt(max(2 * (xi / ai - 1 - math.log(xi / ai)), 0.0)), xi - ai) if xi > 0 else -math.inf
+        if xi <= 0:
+            codes.append(gamma._N_CODES)
+        elif ai >= gamma.ASYMPTOTIC_MIN and abs(eta) < 1:
+            row = min(r for r, lo in enumerate(asym.A_FLOORS) if ai >= lo)
+            codes.append(row * len(asym.ETA_LEVELS) + min(j for j, h in enumerate(asym.ETA_LEVELS) if abs(eta) < h))
+        elif xi < ai + 1:
+            codes.append(gamma._N_BANDS + sum(xi >= edge for edge, _ in gamma.SERIES_BUCKETS[:-1]))
+        else:
+            codes.append(gamma._N_BANDS + gamma._N_SERIES + sum(xi >= edge for edge, _ in gamma.CF_BUCKETS[:-1]))
+    return torch.tensor(codes, dtype=torch.int8)
+
+
+def test_regions_from_exponents_match_plain_comparisons():
+    gen = torch.Generator().manual_seed(2)
+    a = 10 ** (torch.rand(3000, generator=gen, dtype=torch.float64) * 8 - 3)
+    x = torch._standard_gamma(a, generator=gen)
+    # and every edge itself, just below it and just above: z edges, shape floors, eta levels
+    z_edges = [e for e, _ in gamma.SERIES_BUCKETS[:-1] + gamma.CF_BUCKETS[:-1]]
+    a_edges = list(asym.A_FLOORS)
+    x_e = torch.tensor([e * f for e in z_edges for f in (1 - 1e-12, 1.0, 1 + 1e-12)], dtype=torch.float64)
+    a_e = torch.tensor([e * f for e in a_edges for f in (1 - 1e-12, 1.0, 1 + 1e-12)], dtype=torch.float64)
+    eta_pts = [(lo, lo * (1 + m * f)) for lo in a_edges for h in asym.ETA_LEVELS for m in asym.mu_bounds(h)
+               for f in (1 - 1e-6, 1 + 1e-6)]
+    x = torch.cat([x, x_e, torch.full_like(x_e, 0.5), a_e * 1.01, torch.tensor([p[1] for p in eta_pts], dtype=torch.float64)])
+    a = torch.cat([a, torch.full_like(x_e, 0.5), x_e, a_e, torch.tensor([p[0] for p in eta_pts], dtype=torch.float64)])
+    code, _ = gamma._regions(x, a)
+    assert torch.equal(code, _regions_by_comparison(x, a))
+    chunked, _ = gamma._chunked_regions(x, a)
+    assert torch.equal(chunked, code)
+
+
+def test_chunked_work_gives_the_same_values(monkeypatch):
+    gen = torch.Generator().manual_seed(5)
+    a = 10 ** (torch.rand(6000, generator=gen, dtype=torch.float64) * 5 - 2)
+    z = torch._standard_gamma(a, generator=gen)
+    whole = gamma.standard_gamma_grad(z, a)
+    monkeypatch.setattr(gamma, "CHUNK", 700)
+    assert torch.equal(gamma.standard_gamma_grad(z, a), whole)
+
+
+_GRID_SHAPES = [1e-3, 1e-2, 0.1, 1.0, 9.99, 10.0, 100.0, 1e3, 1e4]
+_GRID_LEVELS = [1e-6, 1e-3, 0.5, 1 - 1e-3, 1 - 1e-6]
+
+
+@pytest.mark.parametrize("dtype, bound", [(torch.float64, 1e-13), (torch.float32, 1e-6)])
+def test_accuracy_over_shapes_and_cdf_levels(dtype, bound):
+    # shapes 1e-3..1e4 (both sides of the switch at 10), CDF levels 1e-6..1 - 1e-6; z rounded to dtype
+    a = torch.tensor(_GRID_SHAPES, dtype=torch.float64).repeat_interleave(len(_GRID_LEVELS))
+    u = torch.tensor(_GRID_LEVELS, dtype=torch.float64).repeat(len(_GRID_SHAPES))
+    z = gamma.gamma_icdf(u, a, iterations=120).to(dtype)
+    keep = (z > torch.finfo(dtype).tiny * 1e7)           # gradients that are normal numbers in dtype
+    zd, ad = z[keep].double(), a[keep].to(dtype).double()
+    ref = torch.tensor([_reference(ai, zi) for ai, zi in zip(ad.tolist(), zd.tolist())], dtype=torch.float64)
+    ours = gamma.standard_gamma_grad(z[keep], a[keep].to(dtype)).double()
+    assert (a[~keep] <= 0.1).all() and keep.sum() >= 38    # only small shapes' lowest levels underflow
+    assert ((ours - ref) / ref).abs().max() < bound
+    builtin = torch._standard_gamma_grad(ad, zd)
+    assert ((builtin - ref) / ref).abs().max() > 1e3 * bound if dtype == torch.float64 else True
 
 
 def test_far_tails_of_large_shapes_use_the_convergent_expansions():

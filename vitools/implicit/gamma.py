@@ -54,112 +54,161 @@ from .. import checks
 from . import gamma_asymptotic as asym
 from .core import implicit_sample, invert_cdf
 
-# (upper edge of z, terms): the series for z < alpha + 1, the continued fraction otherwise
-SERIES_BUCKETS = ((2.0 ** -60, 0), (1e-8, 3), (1e-3, 7), (0.25, 16), (1.0, 24), (3.0, 36),
-                  (float("inf"), 48))                                       # needed: 0, 2, 6, 12, 20, 28, 40
-CF_BUCKETS = ((1.5, 96), (2.0, 64), (3.0, 48), (5.0, 36), (11.0, 28), (30.0, 20),
-              (float("inf"), 16))                               # needed: 76, 52, 40, 28, 20, 16, 12
-ASYMPTOTIC_MIN = asym.BANDS[-1][0]   # alpha >= 10 and |eta| <= 1: Temme's expansion
+# (upper edge of z, terms): the series for z < alpha + 1, the continued fraction otherwise. Edges are
+# powers of two (a sample's bucket is read off its floating-point exponent, torch.frexp).
+SERIES_BUCKETS = ((2.0 ** -60, 0), (2.0 ** -27, 3), (2.0 ** -10, 6), (0.25, 16), (1.0, 23), (2.0, 28),
+                  (4.0, 34), (float("inf"), 48))                     # needed: 0, 1, 4, 12, 18, 22, 27, 40
+CF_BUCKETS = ((2.0, 104), (4.0, 58), (8.0, 34), (16.0, 21), (32.0, 16), (float("inf"), 16))
+#                needed: 85, 46, 26, 16, 12, 9 (and 12 in the far upper tail of alpha in [10, 40])
+ASYMPTOTIC_MIN = asym.A_FLOORS[-1]   # alpha >= 10 and |eta| < 1: Temme's expansion
 MIN_BATCH = 8192   # a region with fewer samples runs with the next costlier one (fewer dispatches)
+CHUNK = 32768      # samples per slice of work: a slice's few buffers fit in a core's L2 cache
 _N_BANDS, _N_SERIES = len(asym.BANDS), len(SERIES_BUCKETS)
 _N_CODES = _N_BANDS + _N_SERIES + len(CF_BUCKETS)   # region codes; _N_CODES itself: z <= 0 or NaN
 
 
 def _series(x: torch.Tensor, a: torch.Tensor, terms: int) -> torch.Tensor:
-    """dz/da for x < a + 1 (float64 1-D tensors), ``terms`` terms of the series."""
-    S, dS = torch.ones_like(x), torch.zeros_like(x)          # partial sums of t_n and dt_n/da
-    t, dt = torch.ones_like(x), torch.zeros_like(x)
-    inv = torch.empty_like(x)
-    for n in range(1, terms + 1):
-        torch.add(a, float(n), out=inv).reciprocal_()        # 1 / (a + n)
-        t.mul_(x).mul_(inv)                                  # t_n = t_{n-1} x / (a + n)
-        dt.mul_(x).sub_(t).mul_(inv)                         # dt_n = (dt_{n-1} x - t_n) / (a + n)
-        S.add_(t)
-        dS.add_(dt)
-    bracket = S.mul_(torch.log(x).sub_(torch.special.digamma(a + 1))).add_(dS)
+    r"""dz/da for x < a + 1 (float64 1-D tensors), ``terms`` terms of the series.
+
+    Horner's rule from the last term up, $s \leftarrow 1 + w_n s$ with $w_n = x/(a+n)$, and its
+    a-derivative $s' \leftarrow w_n s' - w_n s/(a+n)$: six in-place operations a term, and the
+    smallest terms are summed first."""
+    s, ds = torch.ones_like(x), torch.zeros_like(x)          # S and dS/da, from the tail up
+    b, w = torch.empty_like(x), torch.empty_like(x)
+    for n in range(terms, 0, -1):
+        torch.add(a, float(n), out=b)                        # a + n
+        torch.div(x, b, out=w)                               # w_n = x / (a + n), dw_n/da = -w_n / (a + n)
+        ds.mul_(w)
+        s.mul_(w)
+        ds.addcdiv_(s, b, value=-1.0)
+        s.add_(1.0)
+    bracket = s.mul_(torch.log(x).sub_(torch.special.digamma(a + 1))).add_(ds)
     return bracket.mul_(x).div_(a).neg_()
 
 
 def _continued_fraction(x: torch.Tensor, a: torch.Tensor, terms: int) -> torch.Tensor:
-    """dz/da for x >= a + 1 (float64 1-D tensors), ``terms`` convergents."""
-    # Convergents C_n = A_n / B_n of the fraction and their a-derivatives, by the three-term
-    # recurrence; the state is rescaled by 1/B_n every step so B_n = 1 and C_n = A_n.
+    r"""dz/da for x >= a + 1 (float64 1-D tensors), the ``terms``-th convergent.
+
+    Evaluated from the bottom up: $f_T = b_T$, $f_n = b_n + a_{n+1}/f_{n+1}$, $C = 1/f_1$, with
+    $b_n = x + 2n - 1 - a$ ($\partial_a b_n = -1$) and $a_{n+1} = n(a - n)$ ($\partial_a a_{n+1} = n$);
+    carried as $h_n = f_n' + 1 = (n + r - r h_{n+1})/f_{n+1}$, $r = a_{n+1}/f_{n+1}$, with its sign
+    alternating in place (nine operations a term). Then $C' = (1 - h_1)/f_1^2$."""
     xa = x - a
-    A1 = (xa + 1).reciprocal_()
-    A0, B0, dA0, dA1, dB0 = (torch.zeros_like(x) for _ in range(5))
-    B0.copy_(A1)
-    dB1 = -A1                                                # (A_{n-1}, A_n, B_{n-1}) / B_n and derivatives
-    an, bn, B2, A2, dA2, dB2 = (torch.empty_like(x) for _ in range(6))
-    for n in range(2, terms + 1):
-        torch.sub(a, float(n - 1), out=an).mul_(float(n - 1))  # a_n = -(n-1)(n-1-a), da_n/da = n - 1
-        torch.add(xa, float(2 * n - 1), out=bn)              # b_n = x + 2n - 1 - a, db_n/da = -1
-        torch.addcmul(bn, an, B0, out=B2)                    # B_{n-1} = 1 after rescaling
-        torch.mul(bn, A1, out=A2).addcmul_(an, A0)
-        torch.mul(bn, dA1, out=dA2).sub_(A1).add_(A0, alpha=float(n - 1)).addcmul_(an, dA0)
-        torch.mul(bn, dB1, out=dB2).sub_(1).add_(B0, alpha=float(n - 1)).addcmul_(an, dB0)
-        scale = B2.reciprocal_()
-        A0, A1, A2 = A1.mul_(scale), A2.mul_(scale), A0      # (A0 is reused as a buffer)
-        dA0, dA1, dA2 = dA1.mul_(scale), dA2.mul_(scale), dA0
-        dB0, dB1, dB2 = dB1.mul_(scale), dB2.mul_(scale), dB0
-        B0, B2 = scale, B0
-    C, dC = A1, dA1.sub_(A1 * dB1)
-    return C.mul_(torch.log(x).sub_(torch.special.digamma(a))).add_(dC).mul_(x)
+    f = xa + float(2 * terms - 1)                            # b_T
+    h = torch.zeros_like(x)                                  # sign * h_n, h_T = f_T' + 1 = 0
+    r = torch.empty_like(x)
+    sign = 1.0
+    for n in range(terms - 1, 0, -1):
+        torch.sub(a, float(n), out=r).mul_(float(n)).div_(f)    # r = a_{n+1} / f_{n+1}
+        if sign > 0:                                         # h holds +h_{n+1}: now -h_n
+            h.mul_(r).sub_(r).sub_(float(n)).div_(f)
+        else:                                                # h holds -h_{n+1}: now +h_n
+            h.mul_(r).add_(r).add_(float(n)).div_(f)
+        sign = -sign
+        f, r = r.add_(xa).add_(float(2 * n - 1)), f          # f_n = b_n + r (r's buffer; f's is reused)
+    # dz/da = x [C (log x - psi(a)) + C'] = (x / f) [log x - psi(a) + (1 - h) / f]
+    one_minus_h = h.mul_(-sign).add_(1.0).div_(f)          # (1 - h_1) / f_1
+    return one_minus_h.add_(torch.log(x)).sub_(torch.special.digamma(a)).mul_(x).div_(f)
 
 
-def _fallback_codes(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """Series / continued-fraction bucket of each sample (int8 [n]), by z."""
-    s_code = sum((x >= edge for edge, _ in SERIES_BUCKETS[:-1]),
-                 torch.full_like(x, _N_BANDS, dtype=torch.int8))
-    c_code = sum((x >= edge for edge, _ in CF_BUCKETS[:-1]),
-                 torch.full_like(x, _N_BANDS + _N_SERIES, dtype=torch.int8))
-    return torch.where(x < a + 1, s_code, c_code)
+_N_ETA = len(asym.ETA_LEVELS)
 
 
-def _regions(x: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Region code of each sample (int8 [n]): Temme band j (0..), else series / fraction bucket,
-    else ``_N_CODES`` (z <= 0 or NaN); and eta (float64 [n], 0 where a < 10).
+def _bucket_table(device) -> torch.Tensor:
+    """Region code (int8) by key: the series buckets for keys 0.._SER_KEYS - 1 (binary exponent of z
+    plus 61, clamped), then the fraction buckets (exponent - 1 + _SER_KEYS, clamped)."""
+    table = _TABLES.get(device)
+    if table is None:
+        # z in [2^(e-1), 2^e) reaches the edge 2^p iff e >= p + 1
+        ser = [_N_BANDS + sum(e - 1 >= math.log2(edge) for edge, _ in SERIES_BUCKETS[:-1])
+               for e in range(-61, _SER_EMAX + 1)]
+        cf = [_N_BANDS + _N_SERIES + sum(e - 1 >= math.log2(edge) for edge, _ in CF_BUCKETS[:-1])
+              for e in range(1, _CF_EMAX + 1)]
+        table = _TABLES[device] = torch.tensor(ser + cf, dtype=torch.int8, device=device)
+    return table
 
-    The bands' shape floors decrease and their eta bounds increase with j, so a sample's band
-    is max(j_a, j_eta): the first band its shape reaches and the first its |eta| fits in."""
-    a_min, a_max = (float(v) for v in torch.aminmax(a))
-    if a_max < ASYMPTOTIC_MIN:
-        return _fallback_codes(x, a).masked_fill_(~(x > 0), _N_CODES), torch.zeros_like(x)
-    big = None if a_min >= ASYMPTOTIC_MIN else a >= ASYMPTOTIC_MIN
-    mu = (x - a).div_(a) if big is None else torch.where(big, x, a).sub_(a).div_(a)
-    e = asym._eta_of_mu(mu)
-    ae = e.abs()
-    # j_eta = number of bands whose bound |eta| exceeds (>= _N_BANDS: none fits)
-    code = torch.zeros_like(x, dtype=torch.int8)
-    for hi in sorted(set(h for _, h in asym.BANDS)):
-        code.add_(ae > hi, alpha=sum(1 for _, h in asym.BANDS if h == hi))
-    code.masked_fill_(torch.isnan(ae), _N_BANDS)
-    # j_a = number of bands whose shape floor a is below (constant where every a is above it)
-    j_a = sum(1 for lo, _ in asym.BANDS if lo > a_max)
-    for j, (lo, _) in enumerate(asym.BANDS):
-        if a_min < lo <= a_max:
-            code = torch.maximum(code, (a < lo).to(torch.int8).mul_(j + 1))
-    if j_a:
-        code.clamp_(min=j_a)
-    rest = code >= _N_BANDS
-    if big is not None:
-        rest |= ~big
-    n_rest = int(rest.sum())
-    if n_rest == x.numel():
-        code = _fallback_codes(x, a)
-    elif n_rest:
-        idx = rest.nonzero().squeeze(1)
-        code[idx] = _fallback_codes(x[idx], a[idx])
+
+_SER_EMAX = 5                        # z < alpha + 1 < 11: exponent <= 4
+_CF_EMAX = int(math.log2(CF_BUCKETS[-2][0])) + 2
+_SER_KEYS = 61 + _SER_EMAX + 1
+_TABLES: dict = {}
+_ROW_TOP = int(math.log2(asym.A_FLOORS[0])) + 1      # binary exponent of the first row's shapes
+_LEVEL_SHIFT = 1 - 2 * int(math.log2(asym.ETA_LEVELS[0]))   # eta^2 exponent -> level, see _regions
+
+
+def _regions(x: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Region code of each sample (int8 [n]): Temme band ``row * len(ETA_LEVELS) + level`` (0..),
+    else series / fraction bucket, else ``_N_CODES`` (z <= 0 or NaN); and eta (float64 [n]; None
+    where no shape reaches the expansion).
+
+    No search: every edge is a power of two, so each test reads a binary exponent (``torch.frexp``):
+    z's for its bucket (one table lookup), a's for its row, and eta^2's for its level
+    (|eta| < 2^-k iff eta^2 < 2^-2k)."""
+    ex = torch.frexp(x).exponent
+    key = torch.where(x < a + 1, ex.clamp(-61, _SER_EMAX).add_(61), ex.clamp(1, _CF_EMAX).add_(_SER_KEYS - 1))
+    code = _bucket_table(x.device).index_select(0, key)
+    e = None
+    if float(a.max()) >= ASYMPTOTIC_MIN:
+        mu = (x - a).div_(a)
+        q = torch.log1p(mu).neg_().add_(mu).mul_(2).clamp_min_(0.0)          # eta^2
+        # eta^2 in [2^(m-1), 2^m): |eta| < 2^-k for the smallest k with m <= -2k
+        level = torch.frexp(q).exponent.add_(_LEVEL_SHIFT).bitwise_right_shift_(1).clamp_(min=0)   # floor(/2)
+        row = torch.frexp(a).exponent.neg_().add_(_ROW_TOP).clamp_(0, len(asym.A_FLOORS) - 1)
+        temme = (level < _N_ETA) & (a >= ASYMPTOTIC_MIN)
+        code = torch.where(temme, row.mul_(_N_ETA).add_(level).to(torch.int8), code)
+        e = q.sqrt_().mul_(mu.sign_())
     return code.masked_fill_(~(x > 0), _N_CODES), e
 
 
-
-def _run(c: int, x: torch.Tensor, a: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+def _run(c: int, x: torch.Tensor, a: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
     """dz/da by the method and fixed term count of region code ``c``."""
     if c < _N_BANDS:
         return asym._temme_dz_da(x, a, e, asym.BANDS[c])
     if c < _N_BANDS + _N_SERIES:
         return _series(x, a, SERIES_BUCKETS[c - _N_BANDS][1])
     return _continued_fraction(x, a, CF_BUCKETS[c - _N_BANDS - _N_SERIES][1])
+
+
+def _groups(counts: list[int]) -> list[tuple[int, int, int]]:
+    """(first code, last code, code whose method runs): each kind's present codes from the
+    cheapest to the costliest, a region with fewer than ``MIN_BATCH`` samples riding with the next.
+    Kinds: each Temme row (rising eta level), the series buckets, the fraction buckets (falling z)."""
+    kinds = [range(r * _N_ETA, (r + 1) * _N_ETA) for r in range(len(asym.A_FLOORS))]
+    kinds += [range(_N_BANDS, _N_BANDS + _N_SERIES), range(_N_CODES - 1, _N_BANDS + _N_SERIES - 1, -1)]
+    groups = []
+    for kind in kinds:
+        present = [c for c in kind if counts[c]]
+        members: list[int] = []
+        for c in present:
+            members.append(c)
+            if sum(counts[m] for m in members) >= MIN_BATCH or c == present[-1]:
+                groups.append((min(members), max(members), c))
+                members = []
+    return groups
+
+
+def _chunked_regions(x: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`_regions` over slices of ``CHUNK`` samples (each one's temporaries stay in cache)."""
+    if x.numel() <= CHUNK:
+        return _regions(x, a)
+    code = torch.empty(x.shape, dtype=torch.int8, device=x.device)
+    e = torch.empty_like(x) if float(a.max()) >= ASYMPTOTIC_MIN else None
+    for i in range(0, x.numel(), CHUNK):
+        c, ei = _regions(x[i:i + CHUNK], a[i:i + CHUNK])
+        code[i:i + CHUNK] = c
+        if e is not None:
+            e[i:i + CHUNK] = 0.0 if ei is None else ei
+    return code, e
+
+
+def _chunked_run(c: int, x: torch.Tensor, a: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+    """:func:`_run` over slices of ``CHUNK`` samples."""
+    if x.numel() <= CHUNK:
+        return _run(c, x, a, e)
+    out = torch.empty_like(x)
+    for i in range(0, x.numel(), CHUNK):
+        out[i:i + CHUNK] = _run(c, x[i:i + CHUNK], a[i:i + CHUNK], None if e is None else e[i:i + CHUNK])
+    return out
 
 
 def _check_grad_inputs(z, alpha) -> torch.Tensor:
@@ -191,32 +240,23 @@ def standard_gamma_grad(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     x, a = z.detach().double().flatten(), alpha.detach().double().flatten()
     if not x.numel():
         return torch.zeros_like(z)
-    code, e = _regions(x, a)
+    code, e = _chunked_regions(x, a)
     counts = torch.bincount(code, minlength=_N_CODES + 1).tolist()
-    # each kind's codes from the cheapest to the costliest; small regions ride with the next one
-    groups = []                                              # (first code, last code, code whose method runs)
-    for kind in (range(_N_BANDS), range(_N_BANDS, _N_BANDS + _N_SERIES),
-                 range(_N_CODES - 1, _N_BANDS + _N_SERIES - 1, -1)):
-        present = [c for c in kind if counts[c]]
-        members: list[int] = []
-        for c in present:
-            members.append(c)
-            if sum(counts[m] for m in members) >= MIN_BATCH or c == present[-1]:
-                groups.append((min(members), max(members), c))
-                members = []
+    groups = _groups(counts)
     if len(groups) == 1 and counts[groups[0][2]] == x.numel():
-        out = _run(groups[0][2], x, a, e)                    # one region: no reordering
+        out = _chunked_run(groups[0][2], x, a, e)             # one region: no reordering
     else:
         # sort the samples by region once; every region is then a contiguous slice (a view)
         order = torch.argsort(code, stable=True)
-        xs, as_, es = x[order], a[order], e[order]
+        xs, as_ = x.index_select(0, order), a.index_select(0, order)
+        es = None if e is None else e.index_select(0, order)
         starts = [0]
         for count in counts:
             starts.append(starts[-1] + count)
         res = torch.zeros_like(x)
         for lo, hi, c in groups:
             sl = slice(starts[lo], starts[hi + 1])
-            res[sl] = _run(c, xs[sl], as_[sl], es[sl])
+            res[sl] = _chunked_run(c, xs[sl], as_[sl], None if es is None else es[sl])
         out = torch.empty_like(x).index_copy_(0, order, res)
     return out.reshape(z.shape).to(z.dtype)
 

@@ -38,9 +38,10 @@ No digamma, no incomplete gamma, no loop over samples: $\log\Gamma^*$ from its S
 the $c_k(\eta)$ and the sum over $k$ by Horner's rule in place. The
 correction in braces is small ($|\eta|/2 + O(1/a)$), so the result is as accurate as the
 truncation. Truncation (number of $k$ and of Taylor terms) is fixed per band of $a$ with a
-bound on $|\eta|$ (``BANDS``), chosen so that the dropped terms are below $2\cdot10^{-17}$;
-a sample outside its band's bound goes to the next wider band, and beyond $|\eta| = 1$ (the far
-tails: $> 3\sigma$ at $a = 10$, $> 7\sigma$ for $a \ge 50$) to the convergent expansions.
+bound on $|\eta|$ (``BANDS``: a grid of shape floors ``A_FLOORS`` by $|\eta|$ levels ``ETA_LEVELS``),
+chosen so that the dropped terms are below $2\cdot10^{-17}$; a sample takes the row of its shape's
+binade and the first level its $|\eta|$ fits in, and beyond $|\eta| = 1$ (the far tails: $> 3\sigma$ at $a = 10$, $> 7\sigma$ for
+$a \ge 50$) goes to the convergent expansions.
 """
 from __future__ import annotations
 
@@ -52,10 +53,16 @@ import torch
 
 from .. import checks
 
-# (a_min, eta_max): truncation for a >= a_min, valid for |eta| <= eta_max (rows by decreasing a_min).
-BANDS = ((1000.0, 0.25), (300.0, 0.45), (100.0, 0.7), (50.0, 1.0), (20.0, 1.0), (10.0, 1.0))
-# nested: a_min falls and eta_max never shrinks down the rows (vitools.implicit.gamma relies on it)
-assert all(lo1 > lo2 and h1 <= h2 for (lo1, h1), (lo2, h2) in zip(BANDS, BANDS[1:]))
+# A grid of bands (a_min, eta_max): truncation for a >= a_min, valid for |eta| < eta_max. Samples
+# cluster at |eta| ~ 1/sqrt(a), so most take the first eta level of their shape's row (a third to a
+# half of the terms of |eta| < 1). Band index = row * len(ETA_LEVELS) + level. Rows are the binades
+# of a (powers of two, the last one cut at ASYMPTOTIC_MIN = 10) and levels powers of two, so that
+# vitools.implicit.gamma finds both from floating-point exponents (torch.frexp), without searching.
+A_FLOORS = (4096.0, 2048.0, 1024.0, 512.0, 256.0, 128.0, 64.0, 32.0, 16.0, 10.0)    # rows, falling
+ETA_LEVELS = (0.125, 0.25, 0.5, 1.0)                                              # levels, rising
+assert all(a == 2 * b for a, b in zip(A_FLOORS[:-2], A_FLOORS[1:-1])) and 8 < A_FLOORS[-1] < A_FLOORS[-2]
+assert all(2 * a == b for a, b in zip(ETA_LEVELS, ETA_LEVELS[1:])) and ETA_LEVELS[-1] == 1.0
+BANDS = tuple((lo, h) for lo in A_FLOORS for h in ETA_LEVELS)
 TAIL = 2e-17                 # bound on the dropped part of the bracket
 # log Gamma*(a) = sum_j B_2j / (2j (2j-1) a^(2j-1)); enough terms for a >= 10 (next < 1e-17)
 _LOG_GSTAR = (1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188, -691 / 360360, 1 / 156, -3617 / 122400)

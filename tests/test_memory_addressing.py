@@ -246,3 +246,36 @@ def test_episodes_draw_disjoint_memories_from_the_chosen_classes():
         FewShotEpisodes(x, labels.float(), classes=(0, 1))
     with pytest.raises(ValueError, match="cls"):
         episodes.memory(3)
+
+
+def test_slot_log_weights_are_what_log_likelihood_sums():
+    model = tiny()
+    with vt.config.seeded(3):
+        log_w = model.slot_log_weights(X, M, k=50)                              # [k, S, N]
+    with vt.config.seeded(3):
+        theirs = model.log_likelihood(X, M, k=50)
+    mine = torch.logsumexp(torch.logsumexp(log_w, 0) - math.log(50) - math.log(3), 0)
+    assert log_w.shape == (50, 3, 2) and torch.allclose(mine, theirs, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- the few-shot experiment
+def test_few_shot_experiment_splits_by_class_and_runs_every_method():
+    from vitools import few_shot
+
+    ex = few_shot.FewShotExperiment(held_out=(7, 8, 9), n_eval=3, shots=2, seed=0)
+    assert not set(ex.y_train.tolist()) & {7, 8, 9} and set(ex.y_pool.tolist()) == {7, 8, 9}
+    assert ex.x_eval.shape == (9, 784) and sorted(ex.memories) == [7, 8, 9] and ex.memories[7].shape == (2, 784)
+    pool_rows = {tuple(r) for r in ex.x_pool[ex.y_pool == 8].round().int().tolist()}
+    assert all(tuple(r) in pool_rows for r in ex.memories[8].round().int().tolist())
+    for label, (name, k) in few_shot.METHODS.items():
+        model = MemoryVAE(latent_dim=2, hidden=8, embed_dim=4, key_dim=4, seed=0)
+        history = ex.train(model, name, steps=3, k=k)
+        assert len(history.loss) == 3 and all(math.isfinite(v) for v in history.loss), label
+    scores = ex.scores(model, k=5)
+    assert sorted(scores) == ["empty", "right", "wrong"] and all(s.shape == (9,) for s in scores.values())
+    report = ex.address_report(model)
+    assert 0 <= report["right_mass"] <= 1 and 0 <= report["kl"] <= math.log(2) + 1e-6
+    vae = vt.models.GaussianVAE(latent_dim=2, hidden=8, seed=0)
+    assert ex.plain_vae_scores(vae, k=5, rows=2).shape == (6,)
+    with pytest.raises(ValueError, match="held_out"):
+        few_shot.FewShotExperiment(held_out=(7, 7))

@@ -136,6 +136,13 @@ class MemoryVAE(nn.Module):
         log_lik = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
         return log_lik + log_pz - log_q
 
+    def slot_log_weights(self, x: torch.Tensor, memory: torch.Tensor, k: int = 1) -> torch.Tensor:
+        r"""Importance log-weights $\log p(x, z_i \mid m_a) - \log q(z_i \mid x, m_a)$ of ``k`` draws
+        $z_i \sim q(z \mid x, m_a)$ for every slot $a$: ``[k, S, N]`` (what :meth:`log_likelihood` sums)."""
+        k = checks.count("k", k)
+        x, memory = self.check(x, memory)
+        return self._per_slot(x, self._embed(memory, x.shape[0]), k)
+
     def _per_slot(self, x, emb, draws):
         """Slot log weights for ``draws`` independent $z$ per slot: ``[draws, S, N]``."""
         e = emb.transpose(0, 1)                                                    # [S, N, e]

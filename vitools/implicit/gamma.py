@@ -32,14 +32,19 @@ relative error) and no $\alpha$-dependent iteration count.
 No loop length depends on the data: every sample is assigned a region (a band of Temme's
 expansion, or a bucket of $z$ for the series / the continued fraction), the samples are sorted
 by region once, and each region (a contiguous slice) runs a fixed number of terms, vectorized
-and in place. Host synchronisations: a fixed handful per call (shape range, region counts),
-none inside a loop. A region with fewer than ``MIN_BATCH`` samples runs together with the next
-costlier one of its kind (fewer kernel launches for the rare ones). The counts
-(``SERIES_BUCKETS``, ``CF_BUCKETS``) are the measured worst cases over $\alpha \in [10^{-4}, 10)$
-and the far tails of $\alpha \in [10, 10^7]$ (terms needed to agree with the expansion summed
-to convergence, to $2\cdot10^{-16}$ for the series and to the fraction's $3\cdot10^{-14}$
-rounding floor), plus a margin of about a quarter. Tiny $z$ get few terms ($z < 2^{-60}$:
-none, $S = 1$), which also keeps the terms out of slow subnormal arithmetic.
+and in place. Every region edge is a power of two, so a sample's region is read off binary
+exponents (``torch.frexp``: $z$'s, $\alpha$'s and $\eta^2$'s) and one table lookup, with no
+search. Work goes in slices of ``CHUNK`` samples, whose few buffers stay in a core's cache.
+Host synchronisations: a fixed handful per call (shape range, region counts), none inside a
+loop. A region with fewer than ``MIN_BATCH`` samples runs together with the next costlier one of
+its kind (fewer kernel launches for the rare ones). The counts (``SERIES_BUCKETS``,
+``CF_BUCKETS``) are the measured worst cases over $\alpha \in [10^{-4}, 10)$ and the far tails of
+$\alpha \in [10, 10^7]$ (terms needed to agree with the expansion summed to convergence, to
+$2\cdot10^{-16}$ for the series and $3\cdot10^{-15}$ for the fraction), plus a margin of about a
+quarter; a float32 ``z`` takes the counts needed to $10^{-9}$ (``SERIES_TERMS_32``,
+``CF_TERMS_32``, and ``TAIL_32`` for Temme's expansion), still summed in float64. Tiny $z$ get
+few terms ($z < 2^{-60}$: none, $S = 1$), which also keeps the terms out of slow subnormal
+arithmetic.
 
 Samples whose value underflows to 0 get gradient 0 (the limit of $z \log z$).
 """
@@ -60,6 +65,10 @@ SERIES_BUCKETS = ((2.0 ** -60, 0), (2.0 ** -27, 3), (2.0 ** -10, 6), (0.25, 16),
                   (4.0, 34), (float("inf"), 48))                     # needed: 0, 1, 4, 12, 18, 22, 27, 40
 CF_BUCKETS = ((2.0, 104), (4.0, 58), (8.0, 34), (16.0, 21), (32.0, 16), (float("inf"), 16))
 #                needed: 85, 46, 26, 16, 12, 9 (and 12 in the far upper tail of alpha in [10, 40])
+# float32 results (rounding 6e-8) need the terms to 1e-9 only: needed 0, 1, 2, 8, 12, 15, 19, 28 (and 15
+# in the far lower tail of large shapes); 36, 20, 12, 9, 9, 6. Computed in float64 all the same.
+SERIES_TERMS_32 = (0, 2, 3, 10, 15, 19, 24, 34)
+CF_TERMS_32 = (44, 25, 15, 12, 12, 10)
 ASYMPTOTIC_MIN = asym.A_FLOORS[-1]   # alpha >= 10 and |eta| < 1: Temme's expansion
 MIN_BATCH = 8192   # a region with fewer samples runs with the next costlier one (fewer dispatches)
 CHUNK = 32768      # samples per slice of work: a slice's few buffers fit in a core's L2 cache
@@ -136,10 +145,10 @@ _ROW_TOP = int(math.log2(asym.A_FLOORS[0])) + 1      # binary exponent of the fi
 _LEVEL_SHIFT = 1 - 2 * int(math.log2(asym.ETA_LEVELS[0]))   # eta^2 exponent -> level, see _regions
 
 
-def _regions(x: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _regions(x: torch.Tensor, a: torch.Tensor, temme: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Region code of each sample (int8 [n]): Temme band ``row * len(ETA_LEVELS) + level`` (0..),
     else series / fraction bucket, else ``_N_CODES`` (z <= 0 or NaN); and eta (float64 [n]; None
-    where no shape reaches the expansion).
+    where no shape reaches the expansion; ``temme``: whether any does, if known).
 
     No search: every edge is a power of two, so each test reads a binary exponent (``torch.frexp``):
     z's for its bucket (one table lookup), a's for its row, and eta^2's for its level
@@ -148,7 +157,7 @@ def _regions(x: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     key = torch.where(x < a + 1, ex.clamp(-61, _SER_EMAX).add_(61), ex.clamp(1, _CF_EMAX).add_(_SER_KEYS - 1))
     code = _bucket_table(x.device).index_select(0, key)
     e = None
-    if float(a.max()) >= ASYMPTOTIC_MIN:
+    if (float(a.max()) >= ASYMPTOTIC_MIN) if temme is None else temme:
         mu = (x - a).div_(a)
         q = torch.log1p(mu).neg_().add_(mu).mul_(2).clamp_min_(0.0)          # eta^2
         # eta^2 in [2^(m-1), 2^m): |eta| < 2^-k for the smallest k with m <= -2k
@@ -160,13 +169,15 @@ def _regions(x: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return code.masked_fill_(~(x > 0), _N_CODES), e
 
 
-def _run(c: int, x: torch.Tensor, a: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
-    """dz/da by the method and fixed term count of region code ``c``."""
+def _run(c: int, x: torch.Tensor, a: torch.Tensor, e: torch.Tensor | None, single: bool = False) -> torch.Tensor:
+    """dz/da by the method and fixed term count of region code ``c`` (float32 counts if ``single``)."""
     if c < _N_BANDS:
-        return asym._temme_dz_da(x, a, e, asym.BANDS[c])
+        return asym._temme_dz_da(x, a, e, asym.BANDS[c], asym.TAIL_32 if single else asym.TAIL)
     if c < _N_BANDS + _N_SERIES:
-        return _series(x, a, SERIES_BUCKETS[c - _N_BANDS][1])
-    return _continued_fraction(x, a, CF_BUCKETS[c - _N_BANDS - _N_SERIES][1])
+        j = c - _N_BANDS
+        return _series(x, a, SERIES_TERMS_32[j] if single else SERIES_BUCKETS[j][1])
+    j = c - _N_BANDS - _N_SERIES
+    return _continued_fraction(x, a, CF_TERMS_32[j] if single else CF_BUCKETS[j][1])
 
 
 def _groups(counts: list[int]) -> list[tuple[int, int, int]]:
@@ -192,22 +203,23 @@ def _chunked_regions(x: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, to
     if x.numel() <= CHUNK:
         return _regions(x, a)
     code = torch.empty(x.shape, dtype=torch.int8, device=x.device)
-    e = torch.empty_like(x) if float(a.max()) >= ASYMPTOTIC_MIN else None
+    temme = float(a.max()) >= ASYMPTOTIC_MIN
+    e = torch.empty_like(x) if temme else None
     for i in range(0, x.numel(), CHUNK):
-        c, ei = _regions(x[i:i + CHUNK], a[i:i + CHUNK])
+        c, ei = _regions(x[i:i + CHUNK], a[i:i + CHUNK], temme)
         code[i:i + CHUNK] = c
         if e is not None:
             e[i:i + CHUNK] = 0.0 if ei is None else ei
     return code, e
 
 
-def _chunked_run(c: int, x: torch.Tensor, a: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+def _chunked_run(c: int, x: torch.Tensor, a: torch.Tensor, e: torch.Tensor | None, single: bool) -> torch.Tensor:
     """:func:`_run` over slices of ``CHUNK`` samples."""
     if x.numel() <= CHUNK:
-        return _run(c, x, a, e)
+        return _run(c, x, a, e, single)
     out = torch.empty_like(x)
     for i in range(0, x.numel(), CHUNK):
-        out[i:i + CHUNK] = _run(c, x[i:i + CHUNK], a[i:i + CHUNK], None if e is None else e[i:i + CHUNK])
+        out[i:i + CHUNK] = _run(c, x[i:i + CHUNK], a[i:i + CHUNK], None if e is None else e[i:i + CHUNK], single)
     return out
 
 
@@ -220,10 +232,16 @@ def _check_grad_inputs(z, alpha) -> torch.Tensor:
     if not alpha.is_floating_point():
         alpha = alpha.to(z.dtype)
     try:
-        alpha = alpha.expand(z.shape)
+        expanded = alpha.expand(z.shape)
     except RuntimeError:
         raise ValueError(f"alpha must broadcast to z's shape {tuple(z.shape)}, got shape {tuple(alpha.shape)}") from None
-    if z.numel() and not bool(((z >= 0) & (z < math.inf) & (alpha > 0) & (alpha < math.inf)).all()):
+    if z.numel() and alpha.numel():                   # two reductions (NaN propagates through both)
+        (z_lo, z_hi), (a_lo, a_hi) = torch.aminmax(z), torch.aminmax(alpha)
+        valid = bool(((z_lo >= 0) & (z_hi < math.inf) & (a_lo > 0) & (a_hi < math.inf)).item())
+    else:
+        valid = True
+    alpha = expanded
+    if not valid:
         checks.positive("alpha", alpha)
         checks.finite("z", z)
         bad = z[z < 0].flatten()[0].item()
@@ -234,17 +252,20 @@ def _check_grad_inputs(z, alpha) -> torch.Tensor:
 def standard_gamma_grad(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     r"""$dz/d\alpha$ for samples ``z`` (>= 0) of Gamma(``alpha``, 1); same shape and dtype as ``z``.
 
-    Computed in float64 whatever the input dtype; ``alpha`` (positive) broadcasts to ``z``.
+    Computed in float64 whatever the input dtype, with the term counts of ``z``'s precision (a float32
+    ``z`` gets expansions truncated at about 1e-9, far below its rounding); ``alpha`` (positive)
+    broadcasts to ``z``.
     """
     alpha = _check_grad_inputs(z, alpha)
     x, a = z.detach().double().flatten(), alpha.detach().double().flatten()
     if not x.numel():
         return torch.zeros_like(z)
+    single = torch.finfo(z.dtype).bits <= 32             # a float32 (or narrower) result: fewer terms
     code, e = _chunked_regions(x, a)
     counts = torch.bincount(code, minlength=_N_CODES + 1).tolist()
     groups = _groups(counts)
     if len(groups) == 1 and counts[groups[0][2]] == x.numel():
-        out = _chunked_run(groups[0][2], x, a, e)             # one region: no reordering
+        out = _chunked_run(groups[0][2], x, a, e, single)             # one region: no reordering
     else:
         # sort the samples by region once; every region is then a contiguous slice (a view)
         order = torch.argsort(code, stable=True)
@@ -256,7 +277,7 @@ def standard_gamma_grad(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         res = torch.zeros_like(x)
         for lo, hi, c in groups:
             sl = slice(starts[lo], starts[hi + 1])
-            res[sl] = _chunked_run(c, xs[sl], as_[sl], None if es is None else es[sl])
+            res[sl] = _chunked_run(c, xs[sl], as_[sl], None if es is None else es[sl], single)
         out = torch.empty_like(x).index_copy_(0, order, res)
     return out.reshape(z.shape).to(z.dtype)
 

@@ -63,7 +63,8 @@ ETA_LEVELS = (0.125, 0.25, 0.5, 1.0)                                            
 assert all(a == 2 * b for a, b in zip(A_FLOORS[:-2], A_FLOORS[1:-1])) and 8 < A_FLOORS[-1] < A_FLOORS[-2]
 assert all(2 * a == b for a, b in zip(ETA_LEVELS, ETA_LEVELS[1:])) and ETA_LEVELS[-1] == 1.0
 BANDS = tuple((lo, h) for lo in A_FLOORS for h in ETA_LEVELS)
-TAIL = 2e-17                 # bound on the dropped part of the bracket
+TAIL = 2e-17                 # bound on the dropped part of the bracket (float64 results)
+TAIL_32 = 1e-10              # the same for float32 results (their rounding: 6e-8)
 # log Gamma*(a) = sum_j B_2j / (2j (2j-1) a^(2j-1)); enough terms for a >= 10 (next < 1e-17)
 _LOG_GSTAR = (1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188, -691 / 360360, 1 / 156, -3617 / 122400)
 # Taylor coefficients c_{k,n} of c_k(eta), k < 16, n < 28: float(temme_coefficients(16, 28)).
@@ -281,18 +282,20 @@ def temme_coefficients(terms: int, degree: int) -> list[list[Fraction]]:
 
 
 @functools.cache
-def truncation(a_min: float, eta_max: float) -> tuple[int, ...]:
+def truncation(a_min: float, eta_max: float, tail: float = TAIL) -> tuple[int, ...]:
     r"""Taylor terms kept of each $c_k$ (one count per $k$, trailing zeros dropped) so that, for
-    $a \ge$ ``a_min`` and $|\eta| \le$ ``eta_max``, the dropped part of the bracket is below ``TAIL``."""
+    $a \ge$ ``a_min`` and $|\eta| \le$ ``eta_max``, the dropped part of the bracket is below ``tail``
+    (``TAIL`` for float64 results, ``TAIL_32`` for float32 ones)."""
+    tail = float(checks.positive("tail", torch.tensor(float(tail))))
     a_min = float(checks.positive("a_min", torch.tensor(float(a_min))))
     eta_max = float(checks.positive("eta_max", torch.tensor(float(eta_max))))
     degrees = []
     for k, ck in enumerate(_C):
         weight = (eta_max ** 2 / 2 + 1 / (2 * a_min)) * a_min ** -k + k * a_min ** (-k - 1)
-        tail, need = 0.0, 0
+        dropped, need = 0.0, 0
         for n in range(len(ck) - 1, -1, -1):
-            tail += abs(ck[n]) * eta_max ** n * weight
-            if tail >= TAIL:
+            dropped += abs(ck[n]) * eta_max ** n * weight
+            if dropped >= tail:
                 need = n + 1
                 break
         if need == len(ck):
@@ -324,7 +327,7 @@ def mu_bounds(eta_max: float) -> tuple[float, float]:
     return solve(-700.0, 0.0) * (1 - 1e-12), solve(0.0, 700.0) * (1 - 1e-12)
 
 
-def _temme_dz_da(x: torch.Tensor, a: torch.Tensor, e: torch.Tensor, band) -> torch.Tensor:
+def _temme_dz_da(x: torch.Tensor, a: torch.Tensor, e: torch.Tensor, band, tail: float = TAIL) -> torch.Tensor:
     r"""$dz/da$ at ``x`` [n] for shapes ``a`` [n] (float64, all $\ge$ ``band[0]``), given ``e`` =
     $\eta$ [n] with $|\eta| \le$ ``band[1]``: the closed form of the module docstring,
     truncated per ``band``.
@@ -332,7 +335,7 @@ def _temme_dz_da(x: torch.Tensor, a: torch.Tensor, e: torch.Tensor, band) -> tor
     Horner's rule in place, in $\eta$ for each $c_k$ and in $1/a$ over $k$ (a few hundred
     elementwise operations at most, no temporaries per term).
     """
-    degrees = truncation(*band)
+    degrees = truncation(*band, tail)
     ia = a.reciprocal()
     s, t, ck = torch.zeros_like(x), torch.zeros_like(x), torch.empty_like(x)   # S, sum k c_k a^-k, c_k
     for k in range(len(degrees) - 1, -1, -1):

@@ -52,7 +52,7 @@ def draw_memory_scores(ax, result: dict, plain: str = "plain VAE"):
     ref = result.get("reference", {})
     if "value" in ref:
         ax.axhline(ref["value"], color="0.5", ls="--", lw=1, label=ref.get("label", "reference"))
-    ax.set_xticks(range(len(methods)), methods, rotation=15)
+    ax.set_xticks(range(len(methods)), [m.replace(" (", "\n(").replace(" over ", "\nover ") for m in methods])
     ax.set_ylabel("held-out log p(x | M) (nats)")
     return ax
 

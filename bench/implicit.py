@@ -5,16 +5,20 @@ arXiv:1805.08498, Tables 1-2), side by side in one run; writes bench/results/imp
 
 Accuracy: the relative error of each method's sample-gradient dz/dtheta against an mpmath
 reference at 40 digits (vitools.implicit.accuracy), over shapes / concentrations from 1e-2
-to 1e3, in float32 and float64. Speed: wall time per million sample-gradients, best of 3,
-on the current device (CPU unless VITOOLS_DEVICE / CUDA says otherwise).
+to 1e3, in float32 and float64. Speed: time per million sample-gradients, best of 5, each method
+and torch's built-in run alternately in the same loop (side by side); on a CPU the process's CPU
+time (one thread; a shared machine's other load then costs little), on a GPU wall time. The Gamma
+rows use one million shapes log-uniform in [1e-2, 1e3] (--quick: 20 000).
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import platform
 import sys
+import time
 
 import torch
 
@@ -69,6 +73,24 @@ def von_mises_tails(kappas, levels):
     return acc.markdown_table(rows, ["kappa", *[f"{u:g} / 1-{u:g}" for u in levels]])
 
 
+def side_by_side(fns, n, repeats=5):
+    """Best-of-``repeats`` seconds per 10^6 samples of each function in ``fns`` (each handles ``n``
+    samples), the functions run in turn within each repeat; CPU time of the process on a CPU."""
+    cuda = torch.cuda.is_available() and vt.config.device().type == "cuda"
+    clock = time.perf_counter if cuda else time.process_time
+    best = [math.inf] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            if cuda:
+                torch.cuda.synchronize()
+            start = clock()
+            fn()
+            if cuda:
+                torch.cuda.synchronize()
+            best[i] = min(best[i], clock() - start)
+    return [b * 1e6 / n for b in best]
+
+
 def _end_to_end(make, params):
     def run():
         leaves = [p.clone().requires_grad_(True) for p in params]
@@ -76,19 +98,24 @@ def _end_to_end(make, params):
     return run
 
 
-def speed(n, device):
+def speed(n, n_gamma, device):
     """A table of seconds per 10^6 sample-gradients: this row's method, torch's, and their ratio."""
     gen = torch.Generator().manual_seed(0)
-    alpha = (10 ** (torch.rand(n, generator=gen, dtype=torch.float64) * 5 - 2)).to(device)
+    alpha = (10 ** (torch.rand(n_gamma, generator=gen, dtype=torch.float64) * 5 - 2)).to(device)
     z = torch._standard_gamma(alpha)
     rows = []
-    for dtype in (torch.float64, torch.float32):
+    for dtype in (torch.float64, torch.float32):                 # float32 in float32 end to end
         zz, aa = z.to(dtype), alpha.to(dtype)
-        builtin = acc.seconds_per_million(lambda: acc.GAMMA_METHODS["torch built-in"](zz, aa), n)
+        builtin = lambda: acc.GAMMA_METHODS["torch built-in"](zz, aa)   # noqa: E731
         for name in ("vitools implicit", "approx. inverse CDF", "finite differences"):
-            m = n if name != "finite differences" else max(1000, n // 20)
-            t = acc.seconds_per_million(lambda name=name, m=m: acc.GAMMA_METHODS[name](zz[:m], aa[:m]), m)
-            rows.append({"task": f"Gamma dz/dalpha: {name} ({str(dtype)[6:]})", OURS: t, THEIRS: builtin})
+            if name == "finite differences":
+                m = max(1000, n // 20)
+                t, theirs = acc.seconds_per_million(lambda: acc.GAMMA_METHODS[name](zz[:m], aa[:m]), m), \
+                    side_by_side([builtin], n_gamma)[0]
+            else:
+                t, theirs = side_by_side([lambda name=name: acc.GAMMA_METHODS[name](zz, aa), builtin], n_gamma)
+            rows.append({"task": f"Gamma dz/dalpha: {name} ({str(dtype)[6:]})", OURS: t, THEIRS: theirs})
+    alpha, z = alpha[:n], z[:n]
     a32 = alpha.float()
     one = torch.ones_like(a32)
     ab = (a32.clamp(0.05, 100), a32.flip(0).clamp(0.05, 100))
@@ -112,7 +139,8 @@ def speed(n, device):
          lambda: torch.distributions.VonMises(torch.zeros_like(a32), a32).sample(), n),
     ]
     for task, ours, theirs, m in pairs:
-        rows.append({"task": task, OURS: acc.seconds_per_million(ours, m), THEIRS: acc.seconds_per_million(theirs, m)})
+        t_ours, t_theirs = side_by_side([ours, theirs], m, repeats=3)
+        rows.append({"task": task, OURS: t_ours, THEIRS: t_theirs})
     for r in rows:
         r["ratio"] = r[OURS] / r[THEIRS]
     return acc.markdown_table(rows, ["task", OURS, THEIRS, "ratio"], {OURS: ".3f", THEIRS: ".3f", "ratio": ".1f"})
@@ -139,6 +167,40 @@ def estimator_variance(n):
                               {"mean": ".4f", "exact": ".4f", "bias z": ".1f", "variance": ".3g"})
 
 
+def small_concentrations(n):
+    """Beta(a, b) and Dirichlet(c, c, c) at concentration 1e-3: d/da E[x] (d/dc_0 E[x_0]) from n
+    pathwise samples against the exact value, vitools and torch, float32 and float64."""
+    rows = []
+    for dtype in (torch.float32, torch.float64):
+        cases = [("Beta(1e-3, 1e-3)", (1e-3, 1e-3)), ("Beta(1e-3, 1)", (1e-3, 1.0))]
+        for label, (av, bv) in cases:
+            for name, make in (("vitools (Gammas)", vt.implicit.Beta), ("torch", torch.distributions.Beta)):
+                a = torch.full((n,), av, dtype=dtype, requires_grad=True)
+                b = torch.full((n,), bv, dtype=dtype)
+                with vt.config.seeded(0):
+                    x = make(a, b).rsample()
+                (g,) = torch.autograd.grad(x.sum(), a)
+                rows.append(_small_row(label, name, dtype, x, g.double(), bv / (av + bv) ** 2))
+        for name, make in (("vitools (Gammas)", vt.implicit.Dirichlet), ("torch", torch.distributions.Dirichlet)):
+            c = torch.full((n, 3), 1e-3, dtype=dtype, requires_grad=True)
+            with vt.config.seeded(0):
+                x = make(c).rsample()
+            (g,) = torch.autograd.grad(x[:, 0].sum(), c)
+            rows.append(_small_row("Dirichlet(1e-3 x 3), x_0", name, dtype, x, g[:, 0].double(), 2e-3 / 3e-3 ** 2))
+    return acc.markdown_table(rows, ["distribution", "method", "dtype", "mean gradient", "exact", "bias z",
+                                     "non-finite", "NaN samples"],
+                              {"mean gradient": ".4g", "exact": ".4g", "bias z": ".1f"})
+
+
+def _small_row(label, name, dtype, x, g, exact):
+    finite = torch.isfinite(g)
+    gf = g[finite]
+    z = (gf.mean() - exact) / (gf.std() / math.sqrt(max(gf.numel(), 1)))
+    return {"distribution": label, "method": name, "dtype": str(dtype)[6:], "mean gradient": gf.mean().item(),
+            "exact": exact, "bias z": z.item(), "non-finite": int((~finite).sum()),
+            "NaN samples": int(torch.isnan(x).sum())}
+
+
 def speed_by_shape(shapes, n, device):
     rows = []
     for a in shapes:
@@ -146,8 +208,8 @@ def speed_by_shape(shapes, n, device):
         for dtype in (torch.float64, torch.float32):
             alpha = torch.full((n,), a, dtype=dtype, device=device)
             z = torch._standard_gamma(alpha)
-            ours = acc.seconds_per_million(lambda: vt.implicit.standard_gamma_grad(z, alpha), n)
-            builtin = acc.seconds_per_million(lambda: torch._standard_gamma_grad(alpha, z), n)
+            ours, builtin = side_by_side([lambda: vt.implicit.standard_gamma_grad(z, alpha),
+                                          lambda: torch._standard_gamma_grad(alpha, z)], n)
             name = str(dtype)[6:]
             row.update({f"vitools {name}": ours, f"torch {name}": builtin, f"ratio {name}": ours / builtin})
         rows.append(row)
@@ -167,6 +229,7 @@ def main(argv=None):
         [1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0]
     n_acc = 5 if args.quick else 20
     n_speed = 20_000 if args.quick else 200_000
+    n_gamma = 20_000 if args.quick else 1_000_000
 
     rows, per_shape = gamma_accuracy(shapes, n_acc)
     lines = [
@@ -199,16 +262,21 @@ def main(argv=None):
         "",
         von_mises_tails([1e-4, 1.0, 10.49, 10.51, 11.0, 100.0, 1e4], [1e-3, 1e-4, 1e-6, 1e-8]),
         "",
-        f"## Speed: seconds per million sample-gradients ({n_speed} samples, shapes / concentrations "
-        "log-uniform in [1e-2, 1e3], best of 3; float32 unless marked)",
+        f"## Speed: seconds per million sample-gradients (Gamma dz/dalpha: {n_gamma} samples, the others "
+        f"{n_speed}; shapes / concentrations log-uniform in [1e-2, 1e3]; best of 5 (end to end: 3), each "
+        f"row's two columns timed alternately in one loop; {'wall' if device.type == 'cuda' else 'CPU'} "
+        "time; float32 unless marked)",
         "",
     ]
-    lines += [speed(n_speed, device), "",
+    lines += [speed(n_speed, n_gamma, device), "",
               "ratio = this row / torch. The six `Gamma dz/dalpha` rows time the sample-gradient alone at "
               "given samples against torch's built-in `_standard_gamma_grad` (finite differences on 1/20 of "
               "the samples); the others time sampling plus backward against the torch distribution.", "",
-              f"### Gamma dz/dalpha time by shape (s/1e6, {n_speed // 4} samples each)", "",
-              speed_by_shape([0.1, 1.0, 10.0, 100.0, 1000.0], n_speed // 4, device), "",
+              f"### Gamma dz/dalpha time by shape (s/1e6, {n_speed} samples each, side by side)", "",
+              speed_by_shape([0.01, 0.1, 1.0, 10.0, 100.0, 1000.0], n_speed, device), "",
+              f"## Small concentrations: d/da E[x] at 1e-3 ({n_speed} samples; pytorch issues 127387, 76030)", "",
+              small_concentrations(n_speed), "",
+              "bias z = (mean - exact) / standard error over the finite gradients.", "",
               f"## Gradient estimators for d/dalpha E[log x], x ~ Gamma(alpha, 1) ({n_speed // 2} estimates, k=1)",
               "", estimator_variance(n_speed // 2), ""]
     text = "\n".join(lines)

@@ -76,10 +76,21 @@ def ordering(runs: list, reference: dict) -> str:
     text = ranked[0]
     for better, worse in zip(ranked, ranked[1:]):
         text += (" > " if finals[better].min() > finals[worse].max() else " ~ ") + worse
-    margin = min(v.min() for v in finals.values()) - reference["value"]
+    ref, label = reference["value"], reference["label"]
+    below = [m for m in ranked if finals[m].min() <= ref]
+    above = [m for m in ranked if m not in below]
     seeds = min(len(v) for v in finals.values())
-    return (f"Every run ends more than {np.floor(margin):.0f} nats above {reference['label']}; by mean held-out "
-            f"score over {seeds} seeds: {text} ('>': apart on every seed, '~': the seeds overlap).")
+    if not above:
+        lead = f"No method beats {label} on every seed"
+    else:
+        margin = min(finals[m].min() for m in above) - ref
+        lead = f"Every run{'' if not below else ' of ' + ', '.join(above)} ends more than " \
+               f"{max(0.0, np.floor(margin)):.0f} nats above {label}"
+        if below:
+            lead += "; " + ", ".join(f"{m} (worst seed {finals[m].min() - ref:+.1f})" for m in below) + \
+                    (" does" if len(below) == 1 else " do") + " not beat it on every seed"
+    return (f"{lead}; by mean held-out score over {seeds} seeds: {text} ('>': apart on every seed, '~': the "
+            f"seeds overlap).")
 
 
 def main(argv=None, name: str = "nvil"):

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "checks", "config", "problems", "estimators", "diagnostics", "plots", "widgets", "data",
-    "train", "models", "implicit", "smc", "targets", "relaxations", "flows",
+    "train", "models", "implicit", "smc", "targets", "relaxations", "flows", "problems_subset", "few_shot",
 }
 
 

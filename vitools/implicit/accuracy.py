@@ -130,7 +130,7 @@ def von_mises_reference_grad(theta: torch.Tensor, kappa: torch.Tensor, dps: int 
 
 def gamma_relative_errors(alpha: float, n: int = 8, dtype: torch.dtype = torch.float64, seed: int = 0,
                           methods: dict | None = None) -> dict[str, torch.Tensor]:
-    """|method - reference| / |reference| at ``n`` Gamma(``alpha``) samples drawn in ``dtype``.
+    """``|method - reference| / |reference|`` at ``n`` Gamma(``alpha``) samples drawn in ``dtype``.
 
     Returns ``{method: [n] float64}`` (CPU), plus ``"z"``: the samples.
     """

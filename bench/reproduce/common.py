@@ -63,6 +63,30 @@ class Timer:
         return time.perf_counter() - self.start
 
 
+def fit_with_curve(estimator, model, x_train, valid, *, steps: int, batch_size: int, lr: float, seed: int,
+                   eval_points: int = 8, **fit_options):
+    """:func:`vitools.train.fit` recording ``valid()`` ``eval_points`` times: ``(curve, seconds)``,
+    ``curve`` as ``[(step, value), ...]`` and ``seconds`` the training wall time."""
+    timer = Timer()
+    history = vt.train.fit(estimator, model, x_train, steps=steps, batch_size=batch_size, lr=lr,
+                           eval_fn=lambda: {"valid": valid()}, eval_every=max(1, steps // eval_points),
+                           seed=seed, progress=False, **fit_options)
+    seconds = timer.seconds
+    h = history.as_arrays()
+    return list(zip(h["eval_steps"].tolist(), h["valid"].tolist())), seconds
+
+
+def held_out_bound(model, x_test, eval_k: int, seed: int, batch_size: int = 20):
+    """The common evaluation: L_eval_k per test digit, drawn under the seed ``10_000 + seed``;
+    ``(mean, standard error, per-digit values rounded to 0.01)``."""
+    from vitools.models.sbn import bound_per_example
+
+    with vt.config.seeded(10_000 + seed):
+        values = bound_per_example(model, x_test, k=eval_k, batch_size=batch_size).double()
+    return (values.mean().item(), (values.std() / len(values) ** 0.5).item(),
+            [round(v, 2) for v in values.tolist()])
+
+
 def run(method: str, seed: int, steps: int, curve, final: float, **extra) -> dict:
     """One entry of ``runs``: ``curve`` is ``[[step, value], ...]``."""
     return {"method": method, "seed": int(seed), "steps": int(steps),

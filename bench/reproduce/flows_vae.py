@@ -20,7 +20,7 @@ import torch
 import vitools as vt
 from vitools.models import sbn
 
-from .common import RESULTS, Timer, digits, run, write_result
+from .common import RESULTS, Timer, digits, fit_with_curve, run, write_result
 from .nvil import ordering, reference
 
 LENGTHS = (0, 10)
@@ -54,13 +54,8 @@ def train_one(length, seed, x_train, x_valid, x_test, steps, batch_size, lr, hid
               eval_points=8, eval_k=1000):
     model = build(length, seed, hidden, latent_dim)
     est = vt.estimators.get("pathwise")
-    timer = Timer()
-    history = vt.train.fit(est, model, x_train, steps=steps, batch_size=batch_size, lr=lr, k=1,
-                           eval_fn=lambda: {"valid": model.elbo(x_valid, k=1).mean().item()},
-                           eval_every=max(1, steps // eval_points), seed=seed, progress=False)
-    seconds = timer.seconds
-    h = history.as_arrays()
-    curve = list(zip(h["eval_steps"].tolist(), h["valid"].tolist()))
+    curve, seconds = fit_with_curve(est, model, x_train, lambda: model.elbo(x_valid, k=1).mean().item(), steps=steps,
+                                    batch_size=batch_size, lr=lr, seed=seed, eval_points=eval_points, k=1)
     s = scores(model, x_test, eval_k, seed)
     return curve, s["bound"], {"flow_length": length, "final_se": s["bound_se"], "elbo": s["elbo"],
                                "elbo_se": s["elbo_se"], "per_example": s["per_example"],

@@ -70,7 +70,7 @@ def main(argv=None):
     reference = {k: float(np.mean(v)) for k, v in refs.items()}
     notes = ("Held-out one-step MSE of the references (mean over seeds): "
              + ", ".join(f"{k} {v:.4f}" for k, v in reference.items() if "F1" not in k)
-             + f"; each run's test_mse is at its mode graph. Noise variance 1.0 is the floor. "
+             + "; each run's test_mse is at its mode graph. Noise variance 1.0 is the floor. "
              "The paper reports F1 on its own synthetic graphs (GPVAR); we do not quote it as comparable.")
     path = write_result(
         "graph_learning", "2205.13492",

@@ -22,13 +22,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 import vitools as vt
-from vitools.models import sbn
 from vitools.models.gamma_vae import GammaVAE
 
-from .common import RESULTS, Timer, digits, run, write_result
+from .common import RESULTS, Timer, digits, fit_with_curve, held_out_bound, run, write_result
 from .nvil import ordering, reference
 
 METHODS = {"implicit (Gamma)": "implicit", "RSVI (Gamma, B=1)": "rsvi",
@@ -48,17 +45,10 @@ def build(method: str, seed: int, hidden, latent: int):
 def train_one(method, seed, x_train, x_valid, x_test, steps, batch_size, lr, k, hidden, latent,
               eval_points=6, eval_k=1000):
     model, loss, valid_elbo = build(method, seed, hidden, latent)
-    timer = Timer()
-    history = vt.train.fit(lambda b: loss(b, k), model, x_train, steps=steps, batch_size=batch_size, lr=lr,
-                           eval_fn=lambda: {"valid": valid_elbo(x_valid)},
-                           eval_every=max(1, steps // eval_points), seed=seed, progress=False)
-    seconds = timer.seconds
-    h = history.as_arrays()
-    curve = list(zip(h["eval_steps"].tolist(), h["valid"].tolist()))
-    with vt.config.seeded(10_000 + seed):
-        values = sbn.bound_per_example(model, x_test, k=eval_k, batch_size=25).double()
-    final, se = values.mean().item(), (values.std() / len(values) ** 0.5).item()
-    return curve, final, {"final_se": se, "per_example": [round(v, 2) for v in values.tolist()],
+    curve, seconds = fit_with_curve(lambda b: loss(b, k), model, x_train, lambda: valid_elbo(x_valid), steps=steps,
+                                    batch_size=batch_size, lr=lr, seed=seed, eval_points=eval_points)
+    final, se, per_example = held_out_bound(model, x_test, eval_k, seed, batch_size=25)
+    return curve, final, {"final_se": se, "per_example": per_example,
                           "valid_elbo": curve[-1][1], "train_seconds": round(seconds, 1)}
 
 

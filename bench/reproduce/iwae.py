@@ -19,8 +19,7 @@ import vitools as vt
 from vitools.models import sbn
 from vitools.models.vae import active_units
 
-from .common import RESULTS, Timer, run, write_result
-from .common import DATA_DIR, digits
+from .common import DATA_DIR, RESULTS, Timer, digits, fit_with_curve, held_out_bound, run, write_result
 from .nvil import reference
 
 KS = (1, 5, 50)
@@ -44,17 +43,10 @@ def train_one(est_name, k, seed, x_train, x_valid, x_test, x_units, steps, batch
     est = vt.estimators.get(est_name)
     objective = (lambda: model.elbo(x_valid, k=k, kl="mc").mean().item()) if est_name == "pathwise" else \
         (lambda: sbn.evaluate(model, x_valid, k=k))
-    timer = Timer()
-    history = vt.train.fit(est, model, x_train, steps=steps, batch_size=batch_size, lr=lr, k=k,
-                           eval_fn=lambda: {"valid": objective()}, eval_every=max(1, steps // eval_points),
-                           seed=seed, progress=False)
-    seconds = timer.seconds
-    h = history.as_arrays()
-    curve = list(zip(h["eval_steps"].tolist(), h["valid"].tolist()))
-    with vt.config.seeded(10_000 + seed):
-        values = sbn.bound_per_example(model, x_test, k=eval_k, batch_size=20).double()
-        final, se = values.mean().item(), (values.std() / len(values) ** 0.5).item()
-    return curve, final, {"k": k, "final_se": se, "per_example": [round(v, 2) for v in values.tolist()], "valid_bound": curve[-1][1],
+    curve, seconds = fit_with_curve(est, model, x_train, objective, steps=steps, batch_size=batch_size, lr=lr,
+                                    seed=seed, eval_points=eval_points, k=k)
+    final, se, per_example = held_out_bound(model, x_test, eval_k, seed)
+    return curve, final, {"k": k, "final_se": se, "per_example": per_example, "valid_bound": curve[-1][1],
                           "active_units": active_units(model, x_units), "train_seconds": round(seconds, 1)}
 
 

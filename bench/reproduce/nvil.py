@@ -23,7 +23,7 @@ import numpy as np
 import vitools as vt
 from vitools.models import sbn
 
-from .common import RESULTS, Timer, digits, run, write_result
+from .common import RESULTS, Timer, digits, fit_with_curve, run, write_result
 
 
 VARIANTS = {
@@ -44,14 +44,9 @@ def train_one(est_name: str, options: dict, seed: int, x_train, x_valid, x_test,
     with vt.config.seeded(seed):
         model = sbn.SBN(784, latent)
     est = vt.estimators.get(est_name, **options)
-    eval_fn = lambda: {"valid": sbn.evaluate(model, x_valid, k=1)}   # noqa: E731
-    timer = Timer()
-    history = vt.train.fit(est, model, x_train, steps=steps, batch_size=batch_size, lr=lr, k=k,
-                           optimizer=optimizer, eval_fn=eval_fn, eval_every=max(1, steps // eval_points),
-                           seed=seed, progress=False)
-    train_seconds = timer.seconds
-    h = history.as_arrays()
-    curve = list(zip(h["eval_steps"].tolist(), h["valid"].tolist()))
+    curve, train_seconds = fit_with_curve(est, model, x_train, lambda: sbn.evaluate(model, x_valid, k=1), steps=steps,
+                                          batch_size=batch_size, lr=lr, seed=seed, eval_points=eval_points,
+                                          k=k, optimizer=optimizer)
     with vt.config.seeded(10_000 + seed):
         final, se = sbn.evaluate_with_error(model, x_test, k=eval_k)
         units = sbn.active_units(model, x_test)

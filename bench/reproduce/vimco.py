@@ -17,8 +17,7 @@ from pathlib import Path
 import vitools as vt
 from vitools.models import sbn
 
-from .common import RESULTS, Timer, run, write_result
-from .common import digits
+from .common import RESULTS, Timer, digits, fit_with_curve, run, write_result
 from .nvil import reference
 
 KS = (1, 2, 5, 10, 50)
@@ -38,13 +37,8 @@ def train_one(est_name, k, seed, x_train, x_valid, x_test, steps, batch_size, lr
     with vt.config.seeded(seed):
         model = sbn.SBN(784, (200, 200))
     est = vt.estimators.get(est_name)
-    eval_fn = lambda: {"valid": sbn.evaluate(model, x_valid, k=k)}   # noqa: E731
-    timer = Timer()
-    history = vt.train.fit(est, model, x_train, steps=steps, batch_size=batch_size, lr=lr, k=k,
-                           eval_fn=eval_fn, eval_every=max(1, steps // eval_points), seed=seed, progress=False)
-    seconds = timer.seconds
-    h = history.as_arrays()
-    curve = list(zip(h["eval_steps"].tolist(), h["valid"].tolist()))
+    curve, seconds = fit_with_curve(est, model, x_train, lambda: sbn.evaluate(model, x_valid, k=k), steps=steps,
+                                    batch_size=batch_size, lr=lr, seed=seed, eval_points=eval_points, k=k)
     with vt.config.seeded(10_000 + seed):
         values = sbn.bound_per_example(model, x_test, k=eval_k).double()
         final, se = values.mean().item(), (values.std() / len(values) ** 0.5).item()

@@ -58,3 +58,18 @@ def test_writer_writes_atomically_and_validates(tmp_path):
 def test_load_names_a_missing_reproduction(tmp_path):
     with pytest.raises(ValueError, match="make reproduce-nothing"):
         reproductions.load("nothing", tmp_path)
+
+
+def test_paired_differences_are_per_seed_digit_by_digit():
+    runs = [{"method": m, "seed": s, "per_example": values}
+            for m, s, values in (("a", 1, [3.0, 5.0, 4.0]), ("b", 1, [1.0, 2.0, 3.0]),
+                                 ("a", 0, [1.0, 1.0, 1.0]), ("b", 0, [2.0, 2.0, 2.0]))]
+    result = {"name": "toy", "runs": runs}
+    (m0, se0), (m1, se1) = reproductions.paired_differences(result, "a", "b")
+    assert (m0, se0) == (-1.0, 0.0)                                      # seed 0 first, whatever the order stored
+    assert m1 == 2.0 and abs(se1 - (1.0 / 3 ** 0.5)) < 1e-12              # d = [2, 3, 1]: sd 1
+    assert reproductions.paired_differences(result, "b", "a")[1][0] == -2.0
+    with pytest.raises(ValueError, match="'c' is not among the runs"):
+        reproductions.paired_differences(result, "a", "c")
+    with pytest.raises(ValueError, match="different seeds"):
+        reproductions.paired_differences({"name": "toy", "runs": runs[:3]}, "a", "b")

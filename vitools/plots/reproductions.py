@@ -61,6 +61,24 @@ def finals(result: dict) -> dict[str, np.ndarray]:
     return {method: np.asarray(values, dtype=float) for method, values in out.items()}
 
 
+def paired_differences(result: dict, a: str, b: str, key: str = "per_example") -> list[tuple[float, float]]:
+    """Per seed (in seed order), the mean and standard error of method ``a``'s minus method ``b``'s
+    per-digit scores ``key``: every run is scored on the same held-out digits, so the difference is
+    paired digit by digit and its standard error is far below each score's own."""
+    by_seed = {m: {r["seed"]: r for r in result["runs"] if r["method"] == m} for m in (a, b)}
+    for method, runs in by_seed.items():
+        if not runs:
+            raise ValueError(f"method {method!r} is not among the runs of {result.get('name')!r}")
+    if set(by_seed[a]) != set(by_seed[b]):
+        raise ValueError(f"methods {a!r} and {b!r} were run on different seeds: "
+                         f"{sorted(by_seed[a])} and {sorted(by_seed[b])}")
+    out = []
+    for seed in sorted(by_seed[a]):
+        d = np.asarray(by_seed[a][seed][key], dtype=float) - np.asarray(by_seed[b][seed][key], dtype=float)
+        out.append((float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))))
+    return out
+
+
 def draw_runs(ax, result: dict, methods=None, reference: bool = True, xlabel: str = "updates"):
     """Curves per method: the mean over seeds as a line, min-max over seeds as a band; the no-latent
     reference as a dashed grey line. Returns the axes."""

@@ -284,3 +284,33 @@ def plt_subplots():
     fig, ax = plt.subplots()
     plt.close(fig)
     return fig, ax
+
+
+@pytest.mark.parametrize("nonlinear", [False, True])
+def test_init_from_data_starts_at_independent_pixels_and_centres_q(nonlinear):
+    x = (torch.rand(400, 6, generator=torch.Generator().manual_seed(3)) < torch.tensor([0.05, 0.2, 0.5, 0.7, 0.9, 0.0])).float()
+    model = tiny((2,), x_dim=6, nonlinear=nonlinear)
+    before = model.encoder_logits(0, x).detach()
+    assert model.init_from_data(x) is model
+    m = x.mean(0)
+    assert torch.equal(model.input_mean, m)
+    # q sees x - m: the same logits as the untouched first layer applied to the centred data
+    assert torch.allclose(model.encoder_logits(0, x), model.encoders[0](x - m))
+    assert not torch.allclose(model.encoder_logits(0, x), before)
+    # the output layer's bias is the log-odds of the (clipped) means: with the weights zeroed, log p(x | h)
+    # is exactly the independent-pixel log-likelihood for every h (the hidden tanh layers then carry nothing)
+    with torch.no_grad():
+        for mod in model.decoders[0].modules():
+            if isinstance(mod, torch.nn.Linear):
+                mod.weight.zero_()
+    hs = [torch.bernoulli(torch.full((3, len(x), 2), 0.5))]
+    p = m.clamp(1e-3, 1 - 1e-3)
+    pixels = (x * p.log() + (1 - x) * (1 - p).log()).sum(-1)
+    assert torch.allclose(model.log_p_layers(x, hs)[0], pixels.expand(3, -1), atol=1e-5)
+    # every path that reads q uses the centring: sampled log q equals log_q_layers at the same h
+    torch.manual_seed(0)
+    hs2, log_q = model.sample(x, 4)
+    assert torch.allclose(log_q[0], model.log_q_layers(x, hs2)[0])
+    assert torch.allclose(model.on(x).logits(0, None), model.encoder_logits(0, x))
+    with pytest.raises(ValueError, match="x"):
+        model.init_from_data(torch.full((3, 6), 0.5))

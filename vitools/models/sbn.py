@@ -85,7 +85,33 @@ class SBN(nn.Module):
         self.encoders = nn.ModuleList(_net(dims[l], dims[l + 1], nonlinear, hidden) for l in range(len(latent)))
         self.decoders = nn.ModuleList(_net(dims[l + 1], dims[l], nonlinear, hidden) for l in range(len(latent)))
         self.prior_logits = nn.Parameter(torch.zeros(self.latent[-1]))
+        self.register_buffer("input_mean", torch.zeros(self.x_dim))   # subtracted from x before q: see init_from_data
         self.to(config.device())
+
+    @torch.no_grad()
+    def init_from_data(self, x_train: torch.Tensor) -> "SBN":
+        r"""Start from the training data's pixel means $m$, as the papers' SBNs do: the first inference
+        layer sees $x - m$ (centred input), and the biases of the output layer $p(x \mid h_1)$ start at
+        the log-odds $\log m - \log(1 - m)$, so that before the first update the net already models
+        independent pixels (Mnih & Gregor 2014, arXiv:1402.0030, Section 6; the REBAR, RELAX, ARM and DisARM
+        experiments use the same set-up). Means are clipped to $[10^{-3}, 1 - 10^{-3}]$ for the log-odds
+        (a pixel never inked in training gets bias $-6.9$, not $-\infty$). Returns the model.
+
+        Without it the output biases start at random and the first few hundred updates go to learning the
+        pixel means; on the nonlinear net that is long enough for the decoder to learn to ignore $h$ while
+        the antithetic estimators (ARM, DisARM) have not yet moved $q(h \mid x)$, and the latents are lost.
+        """
+        m = self.check_data(x_train).mean(0)
+        self.input_mean.copy_(m)
+        last = [mod for mod in self.decoders[0].modules() if isinstance(mod, nn.Linear)][-1]
+        p = m.clamp(1e-3, 1 - 1e-3)
+        last.bias.copy_(torch.log(p) - torch.log1p(-p))
+        return self
+
+    def encoder_logits(self, l: int, below: torch.Tensor) -> torch.Tensor:
+        """The logits of $q(h_{l+1} \\mid h_l)$ given the layer below (``x`` for ``l = 0``, centred by
+        ``input_mean``)."""
+        return self.encoders[l](below - self.input_mean if l == 0 else below)
 
     @property
     def num_layers(self) -> int:
@@ -153,8 +179,8 @@ class SBN(nn.Module):
         """
         below = x                                                       # [N, D], then [k, N, d_l]
         hs, log_q = [], []
-        for encoder in self.encoders:
-            logits = encoder(below)                                     # [(k,) N, d_l]
+        for l in range(self.num_layers):
+            logits = self.encoder_logits(l, below)                      # [(k,) N, d_l]
             logits = logits.expand(k, *logits.shape[-2:])
             h = bernoulli_sample(logits)
             hs.append(h)
@@ -165,7 +191,7 @@ class SBN(nn.Module):
     def log_q_layers(self, x: torch.Tensor, hs) -> list[torch.Tensor]:
         """$\\log q(h_l \\mid h_{l-1})$ for each layer, ``[K, N]`` each."""
         below = [x, *hs[:-1]]                                           # broadcast over K
-        return [bernoulli_log_prob(enc(b), h) for enc, b, h in zip(self.encoders, below, hs)]
+        return [bernoulli_log_prob(self.encoder_logits(l, b), h) for l, (b, h) in enumerate(zip(below, hs))]
 
     def log_p_layers(self, x: torch.Tensor, hs) -> list[torch.Tensor]:
         """$[\\log p(x \\mid h_1), \\log p(h_1 \\mid h_2), \\dots, \\log p(h_L)]$, ``[K, N]`` each."""
@@ -260,7 +286,7 @@ class SBNTarget(LayeredTarget):
         return self._model
 
     def logits(self, l, below):
-        return self._model.encoders[l](self.x if l == 0 else below)
+        return self._model.encoder_logits(l, self.x if l == 0 else below)
 
     def signal(self, values, relaxed=False):
         return sum(self._model.log_p_layers(self.x, values))
@@ -352,8 +378,8 @@ def active_units(model, x: torch.Tensor, threshold: float = 0.01) -> list[int]:
     hs, _ = model.sample(x, 100)
     counts = []
     below = x
-    for l, enc in enumerate(model.encoders):
-        mean = torch.sigmoid(enc(below)).mean(0) if l else torch.sigmoid(enc(x))   # [N, d_l]
+    for l in range(model.num_layers):
+        mean = torch.sigmoid(model.encoder_logits(l, below)).mean(0) if l else torch.sigmoid(model.encoder_logits(0, x))
         counts.append(int((mean.var(0) > threshold).sum().item()))
         below = hs[l]
     return counts

@@ -120,6 +120,8 @@ def test_native_edges_are_finite_and_bad_input_is_refused(native_on):
     for a, b in [(1e-3, 1e-3), (1e3, 1e-3), (1e-3, 1e3), (1e4, 1e4)]:
         for g in beta._beta_cdf_grad(x, torch.full_like(x, a), torch.full_like(x, b)):
             assert torch.isfinite(g).all(), (a, b)
+    empty = torch.empty(0, dtype=F64)
+    assert [g.shape for g in beta._beta_cdf_grad(empty, empty, empty)] == [(0,), (0,)]
     one = torch.ones(2, dtype=F64)
     for mode in ("on", "off"):
         with pytest.MonkeyPatch.context() as m:

@@ -57,6 +57,7 @@ from torch import distributions as D
 
 from .. import checks
 from . import gamma_asymptotic as asym
+from . import gamma_native, native
 from .core import implicit_sample, invert_cdf
 
 # (upper edge of z, terms): the series for z < alpha + 1, the continued fraction otherwise. Edges are
@@ -121,6 +122,7 @@ def _continued_fraction(x: torch.Tensor, a: torch.Tensor, terms: int) -> torch.T
 
 
 _N_ETA = len(asym.ETA_LEVELS)
+_NATIVE_CF = {False: CF_BUCKETS, True: tuple((edge, t) for (edge, _), t in zip(CF_BUCKETS, CF_TERMS_32))}
 
 
 def _bucket_table(device) -> torch.Tensor:
@@ -254,13 +256,18 @@ def standard_gamma_grad(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 
     Computed in float64 whatever the input dtype, with the term counts of ``z``'s precision (a float32
     ``z`` gets expansions truncated at about 1e-9, far below its rounding); ``alpha`` (positive)
-    broadcasts to ``z``.
+    broadcasts to ``z``. CPU float32 / float64 tensors go to the compiled kernel
+    (:mod:`vitools.implicit.gamma_native`, the same expansions in one loop) unless ``VITOOLS_NATIVE=off``
+    or it cannot be built; the torch operations below give the same values to rounding.
     """
     alpha = _check_grad_inputs(z, alpha)
-    x, a = z.detach().double().flatten(), alpha.detach().double().flatten()
-    if not x.numel():
+    if not z.numel():
         return torch.zeros_like(z)
     single = torch.finfo(z.dtype).bits <= 32             # a float32 (or narrower) result: fewer terms
+    lib = native.library("gamma_grad") if native.usable(z, alpha) else None
+    if lib is not None:
+        return gamma_native.standard_gamma_grad(lib, z, alpha, _NATIVE_CF[single])
+    x, a = z.detach().double().flatten(), alpha.detach().double().flatten()
     code, e = _chunked_regions(x, a)
     counts = torch.bincount(code, minlength=_N_CODES + 1).tolist()
     groups = _groups(counts)

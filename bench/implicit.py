@@ -8,7 +8,9 @@ reference at 40 digits (vitools.implicit.accuracy), over shapes / concentrations
 to 1e3, in float32 and float64. Speed: time per million sample-gradients, best of 5, each method
 and torch's built-in run alternately in the same loop (side by side); on a CPU the process's CPU
 time (one thread; a shared machine's other load then costs little), on a GPU wall time. The Gamma
-rows use one million shapes log-uniform in [1e-2, 1e3] (--quick: 20 000).
+rows use one million shapes log-uniform in [1e-2, 1e3] (--quick: 20 000); vitools' sample-gradient
+is timed twice beside torch's, through its compiled CPU kernel and through its torch-operations
+path (VITOOLS_NATIVE=off, what CUDA tensors take), also per shape from 1e-3 to 1e4.
 """
 from __future__ import annotations
 
@@ -25,9 +27,11 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import vitools as vt  # noqa: E402
 from vitools.implicit import accuracy as acc  # noqa: E402
+from vitools.implicit import native  # noqa: E402
 
 FMT = {"mean": ".1e", "max": ".1e"}
 OURS, THEIRS = "s/1e6 (this row)", "s/1e6 (torch)"
+KERNEL, OPS = "compiled kernel", "torch operations (VITOOLS_NATIVE=off)"
 
 
 def gamma_accuracy(shapes, n):
@@ -73,6 +77,21 @@ def von_mises_tails(kappas, levels):
     return acc.markdown_table(rows, ["kappa", *[f"{u:g} / 1-{u:g}" for u in levels]])
 
 
+def torch_operations(fn):
+    """``fn`` run on the torch-operations path (``VITOOLS_NATIVE=off``: no compiled kernel)."""
+    def run():
+        old = os.environ.get(native.ENV_MODE)
+        os.environ[native.ENV_MODE] = "off"
+        try:
+            return fn()
+        finally:
+            if old is None:
+                del os.environ[native.ENV_MODE]
+            else:
+                os.environ[native.ENV_MODE] = old
+    return run
+
+
 def side_by_side(fns, n, repeats=5):
     """Best-of-``repeats`` seconds per 10^6 samples of each function in ``fns`` (each handles ``n``
     samples), the functions run in turn within each repeat; CPU time of the process on a CPU."""
@@ -107,7 +126,12 @@ def speed(n, n_gamma, device):
     for dtype in (torch.float64, torch.float32):                 # float32 in float32 end to end
         zz, aa = z.to(dtype), alpha.to(dtype)
         builtin = lambda: acc.GAMMA_METHODS["torch built-in"](zz, aa)   # noqa: E731
-        for name in ("vitools implicit", "approx. inverse CDF", "finite differences"):
+        ours = lambda: acc.GAMMA_METHODS["vitools implicit"](zz, aa)    # noqa: E731
+        t_kernel, t_ops, theirs = side_by_side([ours, torch_operations(ours), builtin], n_gamma)
+        rows += [{"task": f"Gamma dz/dalpha: vitools implicit, {KERNEL} ({str(dtype)[6:]})", OURS: t_kernel,
+                  THEIRS: theirs},
+                 {"task": f"Gamma dz/dalpha: vitools implicit, {OPS} ({str(dtype)[6:]})", OURS: t_ops, THEIRS: theirs}]
+        for name in ("approx. inverse CDF", "finite differences"):
             if name == "finite differences":
                 m = max(1000, n // 20)
                 t, theirs = acc.seconds_per_million(lambda: acc.GAMMA_METHODS[name](zz[:m], aa[:m]), m), \
@@ -202,18 +226,22 @@ def _small_row(label, name, dtype, x, g, exact):
 
 
 def speed_by_shape(shapes, n, device):
+    """Per shape: vitools' compiled kernel, its torch-operations path and torch's built-in, side by side."""
     rows = []
     for a in shapes:
         row = {"alpha": f"{a:g}"}
         for dtype in (torch.float64, torch.float32):
             alpha = torch.full((n,), a, dtype=dtype, device=device)
             z = torch._standard_gamma(alpha)
-            ours, builtin = side_by_side([lambda: vt.implicit.standard_gamma_grad(z, alpha),
-                                          lambda: torch._standard_gamma_grad(alpha, z)], n)
+            ours = lambda: vt.implicit.standard_gamma_grad(z, alpha)   # noqa: E731
+            kernel, ops, builtin = side_by_side([ours, torch_operations(ours),
+                                                 lambda: torch._standard_gamma_grad(alpha, z)], n)
             name = str(dtype)[6:]
-            row.update({f"vitools {name}": ours, f"torch {name}": builtin, f"ratio {name}": ours / builtin})
+            row.update({f"kernel {name}": kernel, f"torch ops {name}": ops, f"built-in {name}": builtin,
+                        f"ratio kernel {name}": kernel / builtin, f"ratio ops {name}": ops / builtin})
         rows.append(row)
-    cols = [f"{w} {d}" for d in ("float64", "float32") for w in ("vitools", "torch", "ratio")]
+    cols = [f"{w} {d}" for d in ("float64", "float32")
+            for w in ("kernel", "torch ops", "built-in", "ratio kernel", "ratio ops")]
     return acc.markdown_table(rows, ["alpha", *cols], {c: ".1f" if c.startswith("ratio") else ".3f" for c in cols})
 
 
@@ -231,13 +259,17 @@ def main(argv=None):
     n_speed = 20_000 if args.quick else 200_000
     n_gamma = 20_000 if args.quick else 1_000_000
 
+    info = native.status()
+    kernels = f"mode {info['mode']}, compiler {info['compiler']}, gamma_grad {info['kernels'].get('gamma_grad')}"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     rows, per_shape = gamma_accuracy(shapes, n_acc)
     lines = [
         "# Implicit reparameterization: accuracy and speed",
         "",
         f"Generated by `bench/implicit.py{' --quick' if args.quick else ''}` on "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}, "
-        f"device {device}, {torch.get_num_threads()} CPU thread(s), {platform.processor() or platform.machine()}.",
+        f"device {device}, {torch.get_num_threads()} CPU thread(s), {platform.processor() or platform.machine()}, "
+        f"compiled kernels: {kernels}; load average before the run {load}.",
         "Reference: mpmath at 40 digits. Relative error |method - ref| / |ref| of the sample-gradient "
         "dz/dtheta at Gamma / von Mises samples drawn in the given dtype.",
         "",
@@ -269,11 +301,16 @@ def main(argv=None):
         "",
     ]
     lines += [speed(n_speed, n_gamma, device), "",
-              "ratio = this row / torch. The six `Gamma dz/dalpha` rows time the sample-gradient alone at "
+              "ratio = this row / torch. The eight `Gamma dz/dalpha` rows time the sample-gradient alone at "
               "given samples against torch's built-in `_standard_gamma_grad` (finite differences on 1/20 of "
-              "the samples); the others time sampling plus backward against the torch distribution.", "",
+              "the samples); vitools' compiled kernel, its torch-operations path and the built-in are timed in "
+              "one loop. The others time sampling plus backward against the torch distribution.", "",
               f"### Gamma dz/dalpha time by shape (s/1e6, {n_speed} samples each, side by side)", "",
-              speed_by_shape([0.01, 0.1, 1.0, 10.0, 100.0, 1000.0], n_speed, device), "",
+              "kernel: `vitools.implicit.standard_gamma_grad` through its compiled CPU kernel "
+              "(`vitools/implicit/native/gamma_grad.c`); torch ops: the same function with "
+              "`VITOOLS_NATIVE=off` (the torch-operations path CUDA tensors take); built-in: "
+              "`torch._standard_gamma_grad`; ratios against the built-in.", "",
+              speed_by_shape([1e-3, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 1e4], n_speed, device), "",
               f"## Small concentrations: d/da E[x] at 1e-3 ({n_speed} samples; pytorch issues 127387, 76030)", "",
               small_concentrations(n_speed), "",
               "bias z = (mean - exact) / standard error over the finite gradients.", "",

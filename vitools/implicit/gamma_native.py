@@ -7,10 +7,13 @@ as one loop over samples, in double precision for float32 and float64 input. Its
 passed at call time from the Python definitions, so there is one source of truth: Temme's Taylor
 coefficients ``_C``, each band's truncation (``truncation``, at ``TAIL`` for float64 results and
 ``TAIL_32`` for float32 ones), the band grid, the Stirling coefficients of $\log\Gamma^*$ and the
-continued fraction's convergents per bucket of $z$. The series stops at the first term of
-$S'$ below ``SERIES_TOL`` (float32 results: ``SERIES_TOL_32``) times the sum: its terms
-$t_n$ (of $S$) and $-t_n H_n$ (of $S'$) each keep one sign and fall faster than geometrically,
-so the dropped tail is below the tolerance.
+continued fraction's convergents per bucket of $z$. The series takes as many terms as its
+tolerance needs: a forward pass runs until the last term of $S'$ is below ``SERIES_TOL``
+(float32 results: ``SERIES_TOL_32``) times the sum (its terms $-t_n H_n$ keep one sign and fall
+faster than geometrically, so the dropped tail is below the tolerance), then the terms are summed
+from the last one up by Horner's rule as in :func:`vitools.implicit.gamma._series`. Within a
+block the kernel sorts the samples by region and runs the series and the fraction eight samples at
+a time (vectorized); ``tests/test_implicit_native.py`` checks it against the torch path and mpmath.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from . import native
 SERIES_TOL = 2.0 ** -57       # float64 results: the tail of S' below 7e-18 of the sum
 SERIES_TOL_32 = 2.0 ** -34    # float32 results (their rounding: 6e-8): 6e-11
 MAX_SERIES = 256              # never reached: z < a + 1 < 11 converges in about 60 terms
-MAX_CF = 16                   # the kernel's most fraction buckets
+MAX_CF = 9                    # the kernel's most fraction buckets (CF_EDGES + 1)
 
 
 class _Tables(ctypes.Structure):

@@ -20,6 +20,7 @@
 #define LANES 8                /* the series and the fraction run this many samples at a time */
 #define BLOCK 4096             /* samples per block */
 #define MAX_CF 16              /* fraction buckets at most */
+#define CF_EDGES 8             /* fraction bucket edges tested per sample (the rest: +inf) */
 #define Z_KEYS 12              /* series samples grouped by z's binary exponent, -7..4 (lanes of like length) */
 #define MAX_TERMS 256          /* series terms at most (z < a + 1 < 11 converges in about 60) */
 enum { K_ZERO, K_TINY, K_TEMME, K_FRACTION };  /* sample keys; then MAX_CF fraction buckets, Z_KEYS series keys */
@@ -253,18 +254,19 @@ static void grad_block(int m, const double *z, const double *a, double *out, con
         nl += (a[i] >= amin) & (z[i] > 0.0);
     }
     for (int j = 0; j < nl; j++) q[list[j]] = 2.0 * (mu[list[j]] - log1p(mu[list[j]]));   /* eta^2 */
+    double edges[MAX_CF];
+    for (int c = 0; c < MAX_CF; c++) edges[c] = c < n_cf - 1 ? t->cf_edges[c] : INFINITY;
     for (int i = 0; i < m; i++) {                      /* each sample's key, then one counting sort */
         double zi = z[i];
-        uint64_t bits;
+        int64_t bits;
         memcpy(&bits, &zi, sizeof bits);
-        int zkey = (int)((bits >> 52) & 0x7ff) - 1023 + Z_KEYS - 5, j = 0;
+        int zkey = (int)(bits >> 52) - 1023 + Z_KEYS - 5, j = 0;   /* (z >= 0: no sign bit) */
         zkey = zkey < 0 ? 0 : zkey >= Z_KEYS ? Z_KEYS - 1 : zkey;
-        for (int c = 0; c < n_cf - 1; c++) j += zi >= t->cf_edges[c];
+        for (int c = 0; c < CF_EDGES; c++) j += zi >= edges[c];
         int pos = zi > 0.0, tm = pos & (q[i] < top), low = pos & !tm & (zi < a[i] + 1.0);
-        int k = !pos ? K_ZERO : tm ? K_TEMME : !low ? cf0 + j : zi >= 0x1p-60 ? s0 + zkey : K_TINY;
-        key[i] = k;
-        at[k + 1]++;
+        key[i] = !pos ? K_ZERO : tm ? K_TEMME : !low ? cf0 + j : zi >= 0x1p-60 ? s0 + zkey : K_TINY;
     }
+    for (int i = 0; i < m; i++) at[key[i] + 1]++;
     for (int k = 0; k < N_KEYS; k++) at[k + 1] += at[k];
     int first[N_KEYS + 1];
     for (int k = 0; k <= N_KEYS; k++) first[k] = at[k];

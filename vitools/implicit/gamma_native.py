@@ -62,6 +62,7 @@ def tables(single: bool, cf_buckets: tuple[tuple[float, int], ...]) -> tuple[_Ta
     """The kernel's tables for float32 (``single``) or float64 results, with ``cf_buckets`` ((upper z edge,
     convergents), rising); returns the structure and the tensors it points into (kept alive with it)."""
     assert len(asym._C) == KMAX and cf_buckets[-1][0] == math.inf and len(cf_buckets) <= MAX_CF
+    assert len(asym.A_FLOORS) <= 17 and len(asym.ETA_LEVELS) <= 9 and len(asym._LOG_GSTAR) == 8   # its fixed sizes
     tail = asym.TAIL_32 if single else asym.TAIL
     coef, offset, pairs, width = [], [], [], []
     for band in asym.BANDS:

@@ -20,6 +20,9 @@
 #define LANES 8                /* the series and the fraction run this many samples at a time */
 #define BLOCK 4096             /* samples per block */
 #define MAX_CF 16              /* fraction buckets at most */
+#define MAX_ROWS 16            /* Temme's rows and levels at most, and the Stirling terms of log Gamma* */
+#define MAX_LEVELS 8
+#define N_LOG_GSTAR 8
 #define CF_EDGES 8             /* fraction bucket edges tested per sample (the rest: +inf) */
 #define Z_KEYS 12              /* series samples grouped by z's binary exponent, -7..4 (lanes of like length) */
 #define MAX_TERMS 256          /* series terms at most (z < a + 1 < 11 converges in about 60) */
@@ -279,21 +282,26 @@ static void grad_block(int m, const double *z, const double *a, double *out, con
     /* Temme's expansion */
     const int *temme = list + first[K_TEMME];
     const int nt = first[K_TEMME + 1] - first[K_TEMME];
+    double floors[MAX_ROWS], eta2[MAX_LEVELS], lgs[N_LOG_GSTAR];   /* fixed lengths: the loops unroll */
+    for (int r = 0; r < MAX_ROWS; r++) floors[r] = r < t->n_rows - 1 ? t->floors[r] : -INFINITY;
+    for (int l = 0; l < MAX_LEVELS; l++) eta2[l] = l < t->n_levels - 1 ? t->eta2[l] : INFINITY;
+    for (int k = 0; k < N_LOG_GSTAR; k++) lgs[k] = t->log_gstar[k];
     for (int j = 0; j < nt; j++) {
         int i = temme[j], row = 0, level = 0;
         double qi = q[i] > 0.0 ? q[i] : 0.0;
-        for (int r = 0; r < t->n_rows - 1; r++) row += a[i] < t->floors[r];
-        for (int l = 0; l < t->n_levels - 1; l++) level += qi >= t->eta2[l];
+        for (int r = 0; r < MAX_ROWS; r++) row += a[i] < floors[r];
+        for (int l = 0; l < MAX_LEVELS; l++) level += qi >= eta2[l];
         band[j] = row * t->n_levels + level;
         e[j] = copysign(sqrt(qi), mu[i]);
+        w[j] = ia[i];
     }
-    for (int j = 0; j < nt; j++) w[j] = temme_bracket(ia[temme[j]], e[j], band[j], t);
-    for (int j = 0; j < nt; j++) {                     /* log Gamma*(a), Horner in 1/a^2 */
-        double x = ia[temme[j]], x2 = x * x, lg = t->log_gstar[t->n_log_gstar - 1];
-        for (int k = t->n_log_gstar - 2; k >= 0; k--) lg = fma(lg, x2, t->log_gstar[k]);
-        e[j] = lg * x;
+    for (int j = 0; j < nt; j++) {                     /* log Gamma*(a), Horner in 1/a^2, into q */
+        double x = w[j], x2 = x * x, lg = lgs[N_LOG_GSTAR - 1];
+        for (int k = N_LOG_GSTAR - 2; k >= 0; k--) lg = fma(lg, x2, lgs[k]);
+        q[j] = lg * x;
     }
-    for (int j = 0; j < nt; j++) e[j] = exp(e[j]);
+    for (int j = 0; j < nt; j++) w[j] = temme_bracket(w[j], e[j], band[j], t);
+    for (int j = 0; j < nt; j++) e[j] = exp(q[j]);
     for (int j = 0; j < nt; j++) {
         int i = temme[j];
         out[i] = fma(w[j], e[j], 1.0) * z[i] * ia[i];

@@ -38,11 +38,18 @@ def machine() -> str:
 
 
 def commit() -> str:
+    """``git rev-parse --short HEAD``, with ``+modified`` when the code (``vitools/``, ``bench/`` but its
+    results) differs from that commit, untracked files included; ``unknown`` outside a checkout."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        return out.stdout.strip() or "unknown"
+        changed = subprocess.run(["git", "status", "--porcelain", "--", "vitools", "bench",
+                                  ":(exclude)bench/results"], cwd=ROOT, capture_output=True, text=True)
     except OSError:
         return "unknown"
+    head = out.stdout.strip()
+    if not head:
+        return "unknown"
+    return head + ("+modified" if changed.stdout.strip() else "")
 
 
 def command() -> str:

@@ -53,6 +53,7 @@ def main(argv=None):
     parser.add_argument("--n-test", type=int, default=300)
     parser.add_argument("--nonlinear", action="store_true")
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument("--name", default=None, help="result name (default relax_sbn or relax_sbn_nonlinear)")
     parser.add_argument("--init", choices=("data", "random"), default="data",
                         help="data: centred input and output biases at the pixel log-odds (SBN.init_from_data), "
                              "as in the papers; random: torch's default initialisation only")
@@ -90,7 +91,7 @@ def main(argv=None):
              "against the papers' millions (REBAR/RELAX train for 2M+ steps); final = L_K on the test digits "
              "(standard_error beside it), test_elbo = the one-sample ELBO on the same digits; 'wall' holds the "
              "validation ELBO against training seconds (one torch thread).")
-    name = "relax_sbn_nonlinear" if args.nonlinear else "relax_sbn"
+    name = args.name or ("relax_sbn_nonlinear" if args.nonlinear else "relax_sbn")
     reference = {"label": "independent pixels", "value": ref_value}
     finding = ordering(runs, reference)
     path = write_result(

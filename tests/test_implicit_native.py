@@ -86,6 +86,15 @@ def test_kernel_takes_float32_broadcast_and_zero(monkeypatch):
     assert mixed.dtype == torch.float32 and torch.allclose(mixed, theirs, rtol=2e-7, atol=0)
 
 
+def test_huge_samples_and_shapes_agree_with_the_torch_path(monkeypatch):
+    # past 2^200 the fraction takes its one-sample form (the division-free one would overflow)
+    monkeypatch.setenv(native.ENV_MODE, "on")
+    z = torch.tensor([1e300, 1e59, 1e61, 3e250, 2e249, 1e300], dtype=torch.float64)
+    a = torch.tensor([2.0, 1.5, 1.5, 1e250, 1e250, 1e299], dtype=torch.float64)
+    ours, theirs = gamma.standard_gamma_grad(z, a), _torch_path(monkeypatch, z, a)
+    assert torch.isfinite(ours).all() and torch.allclose(ours, theirs, rtol=1e-13, atol=0)
+
+
 def test_off_uses_the_torch_path_and_on_the_kernel(monkeypatch):
     z = torch.tensor([0.3, 2.5, 120.0], dtype=torch.float64)
     a = torch.tensor([0.7, 1.5, 100.0], dtype=torch.float64)

@@ -26,7 +26,7 @@
 #define CF_EDGES 8             /* fraction bucket edges tested per sample (the rest: +inf) */
 #define Z_KEYS 12              /* series samples grouped by z's binary exponent, -7..4 (lanes of like length) */
 #define MAX_TERMS 256          /* series terms at most (z < a + 1 < 11 converges in about 60) */
-enum { K_ZERO, K_TINY, K_TEMME, K_FRACTION };  /* sample keys; then MAX_CF fraction buckets, Z_KEYS series keys */
+enum { K_ZERO, K_TINY, K_HUGE, K_TEMME, K_FRACTION };  /* sample keys; then MAX_CF fraction buckets, Z_KEYS series keys */
 #define N_KEYS (K_FRACTION + MAX_CF + Z_KEYS)
 
 typedef struct {
@@ -179,6 +179,20 @@ void gamma_fraction_lanes(const double *zin, const double *ain, int terms, doubl
     }
 }
 
+/* the same convergent one sample at a time with a division a step (f_n itself, h_n = f_n' + 1), for z or a
+ * beyond 2^200, where the products of the division-free form would overflow:
+ * dz/da = (z/f_1) [log z - psi(a) + (1 - h_1)/f_1] */
+static double fraction_one(double z, double a, int terms) {
+    double xa = z - a, f = xa + (2.0 * terms - 1.0), h = 0.0;
+    for (int n = terms - 1; n >= 1; n--) {
+        double inv = 1.0 / f, r = n * (a - n) * inv;
+        h = (n + r - r * h) * inv;
+        f = xa + (2.0 * n - 1.0) + r;
+    }
+    double inv = 1.0 / f;
+    return z * inv * (log_minus_digamma(z, a) + (1.0 - h) * inv);
+}
+
 /* The sums of Temme's expansion in one band: S = sum_k c_k(e) a^-k and T = sum_k k c_k(e) a^-k, k < w, with
  * c_k(e) = E_k(e^2) + e O_k(e^2) (its even and odd Taylor coefficients, two short Horner chains) for all k at
  * once: the band's table is [pairs][2][w], the highest pair first, zero beyond each c_k's truncation (so the
@@ -267,7 +281,8 @@ static void grad_block(int m, const double *z, const double *a, double *out, con
         zkey = zkey < 0 ? 0 : zkey >= Z_KEYS ? Z_KEYS - 1 : zkey;
         for (int c = 0; c < CF_EDGES; c++) j += zi >= edges[c];
         int pos = zi > 0.0, tm = pos & (q[i] < top), low = pos & !tm & (zi < a[i] + 1.0);
-        key[i] = !pos ? K_ZERO : tm ? K_TEMME : !low ? cf0 + j : zi >= 0x1p-60 ? s0 + zkey : K_TINY;
+        int huge = (zi > 0x1p200) | (a[i] > 0x1p200);
+        key[i] = !pos ? K_ZERO : tm ? K_TEMME : !low ? (huge ? K_HUGE : cf0 + j) : zi >= 0x1p-60 ? s0 + zkey : K_TINY;
     }
     for (int i = 0; i < m; i++) at[key[i] + 1]++;
     for (int k = 0; k < N_KEYS; k++) at[k + 1] += at[k];
@@ -278,6 +293,11 @@ static void grad_block(int m, const double *z, const double *a, double *out, con
     for (int j = first[K_TINY]; j < first[K_TINY + 1]; j++) {   /* the series' first term below tol */
         int i = list[j];
         out[i] = -(z[i] * ia[i]) * log_minus_digamma(z[i], a[i] + 1.0);   /* S = 1, S' = 0 */
+    }
+    for (int j = first[K_HUGE]; j < first[K_HUGE + 1]; j++) {
+        int i = list[j], c = 0;
+        while (c < n_cf - 1 && z[i] >= t->cf_edges[c]) c++;
+        out[i] = fraction_one(z[i], a[i], t->cf_terms[c]);
     }
     /* Temme's expansion */
     const int *temme = list + first[K_TEMME];

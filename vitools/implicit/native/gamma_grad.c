@@ -18,7 +18,7 @@
 
 #define KMAX 16                /* c_k kept: k < 16 */
 #define LANES 8                /* the series and the fraction run this many samples at a time */
-#define BLOCK 4096             /* samples per block */
+#define BLOCK 1024             /* samples per block (its work, about 80 KB, on the stack) */
 #define MAX_CF 16              /* fraction buckets at most */
 #define MAX_ROWS 16            /* Temme's rows and levels at most, and the Stirling terms of log Gamma* */
 #define MAX_LEVELS 8

@@ -84,6 +84,10 @@ def test_kernel_takes_float32_broadcast_and_zero(monkeypatch):
     assert ours.dtype == torch.float32 and ours[0, 0] == 0 and torch.allclose(ours, theirs, rtol=2e-7, atol=0)
     mixed = gamma.standard_gamma_grad(z, torch.full((3,), 3.0, dtype=torch.float64))   # float64 shape
     assert mixed.dtype == torch.float32 and torch.allclose(mixed, theirs, rtol=2e-7, atol=0)
+    a = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    strided = gamma.standard_gamma_grad(z.t(), a)                   # not contiguous, shapes by row
+    assert torch.equal(strided, gamma.standard_gamma_grad(z.t().contiguous(), a))
+    assert torch.allclose(strided, _torch_path(monkeypatch, z.t(), a), rtol=2e-7, atol=0)
 
 
 def test_huge_samples_and_shapes_agree_with_the_torch_path(monkeypatch):

@@ -28,6 +28,7 @@
 #define MAX_TERMS 256          /* series terms at most (z < a + 1 < 11 converges in about 60) */
 enum { K_ZERO, K_TINY, K_HUGE, K_TEMME, K_FRACTION };  /* sample keys; then MAX_CF fraction buckets, Z_KEYS series keys */
 #define N_KEYS (K_FRACTION + MAX_CF + Z_KEYS)
+#define STREAMS 4              /* the counting sort's interleaved streams */
 
 typedef struct {
     const double *coef;        /* per band, from offset[band]: its Taylor coefficients [pairs][2][width] */
@@ -258,7 +259,7 @@ static double temme_bracket(double ia, double e, int band, const gamma_tables *t
  * more is as right). */
 static void grad_block(int m, const double *z, const double *a, double *out, const gamma_tables *t) {
     double ia[BLOCK], mu[BLOCK], q[BLOCK], e[BLOCK], w[BLOCK];
-    int list[BLOCK], key[BLOCK], band[BLOCK], at[N_KEYS + 1] = {0}, nl = 0;
+    int list[BLOCK], key[BLOCK], band[BLOCK], nl = 0;
     const int n_cf = t->n_cf, cf0 = K_FRACTION, s0 = K_FRACTION + MAX_CF;
     const double amin = t->amin, top = t->eta2[t->n_levels - 1];
     for (int i = 0; i < m; i++) {
@@ -284,11 +285,19 @@ static void grad_block(int m, const double *z, const double *a, double *out, con
         int huge = (zi > 0x1p200) | (a[i] > 0x1p200);
         key[i] = !pos ? K_ZERO : tm ? K_TEMME : !low ? (huge ? K_HUGE : cf0 + j) : zi >= 0x1p-60 ? s0 + zkey : K_TINY;
     }
-    for (int i = 0; i < m; i++) at[key[i] + 1]++;
-    for (int k = 0; k < N_KEYS; k++) at[k + 1] += at[k];
-    int first[N_KEYS + 1];
-    for (int k = 0; k <= N_KEYS; k++) first[k] = at[k];
-    for (int i = 0; i < m; i++) list[at[key[i]]++] = i;   /* list: the samples by key; key k is first[k].. */
+    /* four interleaved streams of samples, each with its own counts: no chain through one counter */
+    int at[STREAMS][N_KEYS] = {{0}}, first[N_KEYS + 1], next = 0;
+    for (int i = 0; i < m; i++) at[i % STREAMS][key[i]]++;
+    for (int k = 0; k < N_KEYS; k++) {
+        first[k] = next;
+        for (int r = 0; r < STREAMS; r++) {
+            int c = at[r][k];
+            at[r][k] = next;
+            next += c;
+        }
+    }
+    first[N_KEYS] = next;
+    for (int i = 0; i < m; i++) list[at[i % STREAMS][key[i]]++] = i;   /* the samples by key: k's from first[k] */
     for (int j = first[K_ZERO]; j < first[K_ZERO + 1]; j++) out[list[j]] = 0.0;
     for (int j = first[K_TINY]; j < first[K_TINY + 1]; j++) {   /* the series' first term below tol */
         int i = list[j];

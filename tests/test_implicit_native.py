@@ -1,4 +1,5 @@
 """The compiled Gamma kernel (native/gamma_grad.c) against the torch path and mpmath, and the loader native.py."""
+import os
 import warnings
 
 import pytest
@@ -166,3 +167,18 @@ def test_build_goes_to_the_cache_folder_once(monkeypatch, tmp_path, fresh_loader
     assert list(tmp_path.iterdir()) == built
     status = native.status()
     assert status["kernels"]["gamma_grad"] == "loaded" and status["cache_dir"] == str(tmp_path)
+
+
+def test_use_sets_the_mode_for_a_block_and_restores_it(monkeypatch):
+    monkeypatch.setenv(native.ENV_MODE, "on")
+    with native.use("off"):
+        assert native.mode() == "off" and native.library("gamma_grad") is None
+    assert native.mode() == "on"
+    monkeypatch.delenv(native.ENV_MODE)
+    with pytest.raises(RuntimeError, match="inside"):
+        with native.use("off"):
+            raise RuntimeError("inside")
+    assert native.ENV_MODE not in os.environ
+    with pytest.raises(ValueError, match="chosen.*'fast'"):
+        with native.use("fast"):
+            pass

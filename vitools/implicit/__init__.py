@@ -10,6 +10,8 @@ and a differentiable CDF, never an inverse CDF.
   expansion (:mod:`~vitools.implicit.gamma_asymptotic`, shapes >= 10), fixed term counts;
 * :mod:`~vitools.implicit.beta`: Dirichlet and Beta through Gammas, Beta through its CDF;
 * :mod:`~vitools.implicit.von_mises`: ``VonMises.rsample`` (Best-Fisher sampler, Hill's CDF);
+* :mod:`~vitools.implicit.native`: the compiled CPU kernels of the Gamma and Beta sample-gradients
+  (built on first use; ``VITOOLS_NATIVE=off`` keeps the torch-operations path);
 * :mod:`~vitools.implicit.alternatives`: finite differences, approximate inverse CDF, RSVI;
 * :mod:`~vitools.implicit.problems`: toy problems with exact gradients;
 * :mod:`~vitools.implicit.examples`: conjugate VI models with exact posteriors, and ``fit``;
@@ -30,7 +32,7 @@ from .beta import Beta, Dirichlet, beta_log_prob, betainc, rsample_beta, rsample
 from .von_mises import VonMises, rsample_centred, sample_centred, von_mises_cdf, von_mises_log_prob
 from .alternatives import approx_inverse_gamma_grad, finite_difference_grad, rsvi_gamma
 from .problems import BetaMean, GammaLog, VonMisesCos, bessel_ratio
-from . import accuracy, examples
+from . import accuracy, examples, native
 
 __all__ = [
     "ImplicitReparam", "implicit_sample", "cdf_sample_grad", "from_cdf", "invert_cdf",

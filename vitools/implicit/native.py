@@ -24,6 +24,7 @@ contiguous CPU float64 or float32 tensors; CUDA tensors keep the torch path.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -55,6 +56,23 @@ def mode() -> str:
     if value not in MODES:
         raise ValueError(f"{ENV_MODE} must be one of {', '.join(MODES)}, got {os.environ[ENV_MODE]!r}")
     return value
+
+
+@contextlib.contextmanager
+def use(chosen: str):
+    """Run a block with ``VITOOLS_NATIVE`` set to ``chosen`` (``auto``, ``on`` or ``off``), restored after:
+    ``with vt.implicit.native.use("off"): ...`` times or checks the torch-operations path."""
+    if chosen not in MODES:
+        raise ValueError(f"chosen must be one of {', '.join(MODES)}, got {chosen!r}")
+    before = os.environ.get(ENV_MODE)
+    os.environ[ENV_MODE] = chosen
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ENV_MODE, None)
+        else:
+            os.environ[ENV_MODE] = before
 
 
 def cache_dir() -> Path:

@@ -86,6 +86,25 @@ def test_installed_wheel_loads_the_bundled_data_outside_the_checkout(venv, tmp_p
     assert shapes == "(4000, 784) (1000, 784) 9 (88,)"
 
 
+def test_installed_wheel_builds_its_compiled_kernels(venv, tmp_path):
+    """The C sources ship in the wheel, and the installed package builds and uses them (VITOOLS_NATIVE=on
+    makes a missing source or compiler an error, not a silent fallback)."""
+    code = (
+        "import torch, vitools as vt\n"
+        "z = torch.tensor([0.5, 2.0, 40.0], dtype=torch.float64)\n"
+        "a = torch.tensor([0.3, 3.0, 50.0], dtype=torch.float64)\n"
+        "g = vt.implicit.standard_gamma_grad(z, a)\n"
+        "with vt.implicit.native.use('off'):\n"
+        "    assert torch.allclose(g, vt.implicit.standard_gamma_grad(z, a), rtol=1e-13)\n"
+        "print(sorted(vt.implicit.native.status()['kernels'].items()))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(VITOOLS_NATIVE="on", VITOOLS_NATIVE_DIR=str(tmp_path / "kernels"))
+    run = _run([str(venv), "-c", code], cwd=tmp_path, env=env)
+    assert run.stdout.strip().splitlines()[-1] == "[('beta_grad', 'loaded'), ('gamma_grad', 'loaded')]"
+    assert len(list((tmp_path / "kernels").glob("*.so"))) == 2
+
+
 def test_installed_wheel_runs_a_notebook(venv, tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     where = nbformat.v4.new_code_cell(
@@ -95,9 +114,13 @@ def test_installed_wheel_runs_a_notebook(venv, tmp_path):
     nb.cells.insert(0, where)
     path = tmp_path / NOTEBOOK.name
     nbformat.write(nb, path)
+    # the kernel talks over Unix sockets in tmp_path (transport="ipc"): no TCP ports to pick, so no race
+    # with other processes for them
     code = ("import sys, nbformat, nbclient\n"
+            "from jupyter_client.manager import KernelManager\n"
             "nb = nbformat.read(sys.argv[1], as_version=4)\n"
-            "nbclient.NotebookClient(nb, kernel_name='python3', timeout=600,"
+            "km = KernelManager(kernel_name='python3', transport='ipc', ip=sys.argv[2] + '/kernel')\n"
+            "nbclient.NotebookClient(nb, km=km, timeout=600,"
             " resources={'metadata': {'path': sys.argv[2]}}).execute()\n"
             "print('executed', sum(c.cell_type == 'code' for c in nb.cells))\n")
     env = {"PATH": f"{venv.parent}:/usr/bin:/bin", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1",

@@ -80,15 +80,8 @@ def von_mises_tails(kappas, levels):
 def torch_operations(fn):
     """``fn`` run on the torch-operations path (``VITOOLS_NATIVE=off``: no compiled kernel)."""
     def run():
-        old = os.environ.get(native.ENV_MODE)
-        os.environ[native.ENV_MODE] = "off"
-        try:
+        with native.use("off"):
             return fn()
-        finally:
-            if old is None:
-                del os.environ[native.ENV_MODE]
-            else:
-                os.environ[native.ENV_MODE] = old
     return run
 
 

@@ -112,12 +112,7 @@ _cdf_grad = from_cdf(betainc, beta_log_prob)
 
 def _kernel():
     """``vitools_beta_grad`` of ``native/beta_grad.c`` (None where :func:`native.library` gives none)."""
-    lib = native.library("beta_grad")
-    if lib is None:
-        return None
-    fn = lib.vitools_beta_grad
-    fn.argtypes, fn.restype = [ctypes.c_void_p] * 5 + [ctypes.c_int64], None
-    return fn
+    return native.function("beta_grad", "vitools_beta_grad", (ctypes.c_void_p,) * 5 + (ctypes.c_int64,))
 
 
 def _native_cdf_grad(kernel, x, a, b):

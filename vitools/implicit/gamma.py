@@ -264,9 +264,8 @@ def standard_gamma_grad(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     if not z.numel():
         return torch.zeros_like(z)
     single = torch.finfo(z.dtype).bits <= 32             # a float32 (or narrower) result: fewer terms
-    lib = native.library("gamma_grad") if native.usable(z, alpha) else None
-    if lib is not None:
-        return gamma_native.standard_gamma_grad(lib, z, alpha, _NATIVE_CF[single])
+    if native.usable(z, alpha) and native.library("gamma_grad") is not None:
+        return gamma_native.standard_gamma_grad(z, alpha, _NATIVE_CF[single])
     x, a = z.detach().double().flatten(), alpha.detach().double().flatten()
     code, e = _chunked_regions(x, a)
     counts = torch.bincount(code, minlength=_N_CODES + 1).tolist()

@@ -88,20 +88,15 @@ def tables(single: bool, cf_buckets: tuple[tuple[float, int], ...]) -> tuple[_Ta
     return struct, keep
 
 
-@functools.cache
-def _entry(lib: ctypes.CDLL, suffix: str):
-    fn = getattr(lib, f"gamma_grad_{suffix}")
-    fn.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
-                   ctypes.POINTER(_Tables)]
-    fn.restype = None
-    return fn
+ARGTYPES = (ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+            ctypes.POINTER(_Tables))     # n, z, alpha, alpha's stride (0: one shape), out, tables
 
 
-def standard_gamma_grad(lib: ctypes.CDLL, z: torch.Tensor, alpha: torch.Tensor,
+def standard_gamma_grad(z: torch.Tensor, alpha: torch.Tensor,
                         cf_buckets: tuple[tuple[float, int], ...]) -> torch.Tensor:
-    """$dz/d\\alpha$ by the kernel for CPU float32 / float64 ``z`` and ``alpha`` of ``z``'s shape (already
-    validated), with the truncations of ``z``'s precision (float32 kernel if both are float32, else
-    float64); ``cf_buckets``: the fraction's convergents per bucket of $z$ for that precision."""
+    """$dz/d\\alpha$ by the kernel (which must load: :func:`native.library`) for CPU float32 / float64
+    ``z`` and ``alpha`` of ``z``'s shape (already validated), with the truncations of ``z``'s precision
+    (float32 kernel if both are float32, else float64); ``cf_buckets``: the fraction's convergents per bucket of $z$ for that precision."""
     single = z.dtype == torch.float32
     kernel = torch.float32 if single and alpha.dtype == torch.float32 else torch.float64
     x = z.detach().to(kernel).contiguous()
@@ -112,6 +107,6 @@ def standard_gamma_grad(lib: ctypes.CDLL, z: torch.Tensor, alpha: torch.Tensor,
         a, a_stride = a.contiguous(), 1
     out = torch.empty_like(x)
     struct, _ = tables(single, cf_buckets)
-    _entry(lib, "f32" if kernel == torch.float32 else "f64")(
-        x.numel(), native.pointer(x), native.pointer(a), a_stride, native.pointer(out), ctypes.byref(struct))
+    entry = native.function("gamma_grad", "gamma_grad_f32" if kernel == torch.float32 else "gamma_grad_f64", ARGTYPES)
+    entry(x.numel(), native.pointer(x), native.pointer(a), a_stride, native.pointer(out), ctypes.byref(struct))
     return out.to(z.dtype)

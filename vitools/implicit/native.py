@@ -155,6 +155,20 @@ def library(name: str) -> ctypes.CDLL | None:
         return None
 
 
+@functools.cache
+def _declared(lib: ctypes.CDLL, symbol: str, argtypes: tuple, restype) -> ctypes._CFuncPtr:
+    fn = getattr(lib, symbol)
+    fn.argtypes, fn.restype = list(argtypes), restype
+    return fn
+
+
+def function(name: str, symbol: str, argtypes: tuple, restype=None):
+    """The C function ``symbol`` of kernel ``name`` with its ctypes ``argtypes`` and ``restype``
+    declared once, or None where :func:`library` gives no library (under the same modes)."""
+    lib = library(name)
+    return None if lib is None else _declared(lib, symbol, tuple(argtypes), restype)
+
+
 def usable(*tensors: torch.Tensor) -> bool:
     """Whether a kernel can take these tensors: all on the CPU, float32 or float64."""
     return all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in tensors)

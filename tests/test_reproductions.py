@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vitools.plots import reproductions
@@ -73,3 +74,29 @@ def test_paired_differences_are_per_seed_digit_by_digit():
         reproductions.paired_differences(result, "a", "c")
     with pytest.raises(ValueError, match="different seeds"):
         reproductions.paired_differences({"name": "toy", "runs": runs[:3]}, "a", "b")
+
+
+def test_draw_finals_puts_every_seed_in_its_methods_column():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from vitools.plots.style import estimator_color
+
+    finals = {"NVIL": np.array([-150.0, -151.0, -152.0]), "ARM": np.array([-145.0, -146.0, -144.0])}
+    fig, ax = plt.subplots()
+    reproductions.draw_finals(ax, finals, {"label": "independent pixels", "value": -240.0}, offset=0.2,
+                              marker="x", label="from the data")
+    lines = ax.get_lines()
+    columns = [ln for ln in lines if len(ln.get_xdata()) == 3]
+    assert [list(ln.get_xdata()) for ln in columns] == [[0.2] * 3, [1.2] * 3]
+    assert [list(ln.get_ydata()) for ln in columns] == [list(v) for v in finals.values()]
+    assert [ln.get_color() for ln in columns] == [estimator_color("NVIL"), estimator_color("ARM")]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["NVIL", "ARM"]
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["from the data", "independent pixels"]
+    assert any(list(ln.get_ydata()) == [-240.0, -240.0] for ln in lines)
+    fig2, ax2 = plt.subplots()
+    reproductions.draw_finals(ax2, finals, errors={"NVIL": [1.0] * 3, "ARM": [2.0] * 3}, tick_labels=False)
+    assert len(ax2.containers) == 2 and [t.get_text() for t in ax2.get_xticklabels()] == ["", ""]
+    plt.close(fig)
+    plt.close(fig2)

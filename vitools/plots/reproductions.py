@@ -103,5 +103,26 @@ def draw_runs(ax, result: dict, methods=None, reference: bool = True, xlabel: st
     return ax
 
 
+def draw_finals(ax, finals: dict, reference: dict | None = None, *, errors: dict | None = None,
+                offset: float = 0.0, marker: str = "o", label: str | None = None, tick_labels: bool = True):
+    """Every seed's final score, one column per method (``finals`` as from :func:`finals`) at
+    x = its index + ``offset``, in the method's colour, with +- ``errors[method]`` bars if given; the
+    no-latent ``reference`` (a result's ``"reference"``) as a dashed grey line; method names as x ticks
+    (blank if not ``tick_labels``). ``label`` puts a grey ``marker`` in the legend (to tell two sets of
+    columns apart). Returns the axes."""
+    for i, (method, values) in enumerate(finals.items()):
+        x = [i + offset] * len(values)
+        if errors is None:
+            ax.plot(x, values, marker, color=estimator_color(method), ms=4, ls="none")
+        else:
+            ax.errorbar(x, values, yerr=errors[method], fmt=marker, ms=4, capsize=2, color=estimator_color(method))
+    if label is not None:
+        ax.plot([], [], marker, color="0.3", ls="none", label=label)
+    if reference is not None:
+        ax.axhline(reference["value"], color="0.4", ls="--", lw=1, label=reference["label"])
+    ax.set_xticks(range(len(finals)), list(finals) if tick_labels else [], rotation=40, ha="right", fontsize=8)
+    return ax
+
+
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
